@@ -1,0 +1,211 @@
+"""Tuning-free cascade nodes: Self-Cascade KSampler, base latent, Pivot Reschedule, Pivot Upscale."""
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.samplers
+import nodes as host_nodes
+
+from ..sampling.cascade import CascadeSettings, run_cascade
+from ..sampling.families import detect_family, native_size_for_aspect
+from ..sampling.pivot import LATENT_METHODS, upscale_latent, upscale_through_pixels
+from ..sampling.plan import PlanError, plan_stages, round_to_multiple, target_from_scale
+from ..sampling.schedule import pivot_sigmas
+from .api import CATEGORY, UpsamplerAdapter, io, ui
+
+MAX_SIZE = host_nodes.MAX_RESOLUTION
+K_TOOLTIP = ("Pivot strength K: where each high-resolution stage starts, as a fraction of the model's time range. "
+             "0.7 is the paper's t = 700 of 1000 (35 of 50 steps). Lower keeps more of the pivot; higher lets the "
+             "model repaint more (and risks repeated objects).")
+
+
+def plan_for(model, latent: dict, scale_by: float, target_width: int, target_height: int):
+    """The stage plan for a latent and the user's target (explicit size wins over scale)."""
+    family = detect_family(model)
+    samples = latent["samples"]
+    base_width, base_height = samples.shape[-1] * family.latent_factor, samples.shape[-2] * family.latent_factor
+    if target_width > 0 and target_height > 0:
+        width, height = target_width, target_height
+    elif target_width > 0 or target_height > 0:
+        raise PlanError("set both target_width and target_height, or leave both at 0 to use scale_by.")
+    else:
+        width, height = target_from_scale(base_width, base_height, scale_by, family.size_multiple)
+    return family, plan_stages(base_width, base_height, width, height, family.size_multiple, MAX_SIZE)
+
+
+class SelfCascadeKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SelfCascadeKSampler",
+            display_name="Self-Cascade KSampler",
+            category=CATEGORY,
+            description=("Samples at the base size like KSampler, then climbs to the target in stages of at most 2x "
+                         "per side: each stage upsamples the clean result (the pivot), re-noises it to t = K and "
+                         "denoises with the same model, prompt and CFG (Self-Cascade, ECCV 2024)."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model used for every stage."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed of the base stage; stage r uses seed + r."),
+                io.Int.Input("steps", default=30, min=1, max=10000,
+                             tooltip="Steps of the base stage; each later stage runs the part of this schedule below K."),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale, the same in every stage."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, tooltip="Sampler for every stage."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
+                               tooltip="Scheduler for every stage; high-resolution stages use its cut at K."),
+                io.Conditioning.Input("positive", tooltip="What to draw."),
+                io.Conditioning.Input("negative", tooltip="What to avoid."),
+                io.Latent.Input("latent_image", tooltip=("The base-stage latent: its size is the base size (use Self-Cascade "
+                                                         "Base Latent for the model's native size); a non-empty latent "
+                                                         "works like img2img with denoise.")),
+                io.Float.Input("scale_by", default=2.0, min=0.0, max=16.0, step=0.05,
+                               tooltip="Target size as a per-side factor of the base; used when target width/height are 0."),
+                io.Int.Input("target_width", default=0, min=0, max=MAX_SIZE, step=8,
+                             tooltip="Final width in pixels (0: use scale_by). Rounded to the model's size multiple."),
+                io.Int.Input("target_height", default=0, min=0, max=MAX_SIZE, step=8,
+                             tooltip="Final height in pixels (0: use scale_by). Rounded to the model's size multiple."),
+                io.Float.Input("pivot_strength", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
+                io.Combo.Input("upscale_method", options=list(LATENT_METHODS), default="bilinear",
+                               tooltip="How the pivot is upsampled between stages (paper: bilinear; official code: bicubic)."),
+                io.Int.Input("stage_steps", default=0, min=0, max=10000,
+                             tooltip="Steps per high-resolution stage; 0 derives them from K and steps (35 of 50 at K = 0.7)."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Denoise of the base stage, as in KSampler (below 1 for img2img)."),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="Optional: upsample the pivot in pixel space (decode, resize, encode) for models "
+                                     "whose latents resize badly (Flux, SD3)."),
+                UpsamplerAdapter.Input("upsampler_adapter", optional=True,
+                                       tooltip="Optional learned upsampler adapter (Load Upsampler Adapter), applied in "
+                                               "every high-resolution stage with that stage's pivot."),
+                io.Float.Input("adapter_strength", default=1.0, min=0.0, max=10.0, step=0.01, optional=True,
+                               tooltip="Multiplier of the adapter's features (1.0 as trained)."),
+            ],
+            outputs=[io.Latent.Output(tooltip="The latent at the target size.")],
+        )
+
+    @classmethod
+    def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, scale_by,
+                target_width, target_height, pivot_strength, upscale_method, stage_steps, denoise, vae=None,
+                upsampler_adapter=None, adapter_strength=1.0) -> io.NodeOutput:
+        family, plan = plan_for(model, latent_image, scale_by, target_width, target_height)
+        stage_patch = None
+        if upsampler_adapter is not None and plan.cascade_stages:
+            from ..adapters.injection import apply_upsampler_adapter, check_compatible
+            check_compatible(upsampler_adapter, model)
+
+            def stage_patch(stage_model, pivot, _index):
+                return apply_upsampler_adapter(stage_model, upsampler_adapter, pivot, adapter_strength)
+        settings = CascadeSettings(seed, steps, cfg, sampler_name, scheduler, pivot_strength, upscale_method,
+                                   stage_steps, denoise)
+        latent, reports = run_cascade(model, positive, negative, latent_image, plan, family, settings, vae, stage_patch)
+        report = "\n".join([*(r.line() for r in reports), *plan.notes])
+        return io.NodeOutput(latent, ui=ui.PreviewText(report))
+
+
+class SelfCascadeBaseLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SelfCascadeBaseLatent",
+            display_name="Self-Cascade Base Latent",
+            category=CATEGORY,
+            description=("An empty latent at the model's native area (SD1.x 512², SD2 768-v 768², SDXL/SD3/Flux 1024²) "
+                         "with the target's aspect ratio, so you only set the final size."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model whose native size is used (detected from the model)."),
+                io.Int.Input("target_width", default=2048, min=64, max=MAX_SIZE, step=8, tooltip="Final width in pixels."),
+                io.Int.Input("target_height", default=2048, min=64, max=MAX_SIZE, step=8, tooltip="Final height in pixels."),
+                io.Int.Input("batch_size", default=1, min=1, max=4096, tooltip="Images per batch."),
+                io.Int.Input("length", default=1, min=1, max=4096, tooltip="Frames, for video models only."),
+            ],
+            outputs=[io.Latent.Output(tooltip="Empty base latent."),
+                     io.Int.Output(display_name="target_width", tooltip="The target width, to wire into the sampler."),
+                     io.Int.Output(display_name="target_height", tooltip="The target height, to wire into the sampler.")],
+        )
+
+    @classmethod
+    def execute(cls, model, target_width, target_height, batch_size, length) -> io.NodeOutput:
+        family = detect_family(model)
+        width, height = native_size_for_aspect(family, target_width, target_height)
+        latent_format = model.get_model_object("latent_format")
+        spatial = (height // family.latent_factor, width // family.latent_factor)
+        if getattr(latent_format, "latent_dimensions", 2) == 3:
+            shape = (batch_size, latent_format.latent_channels, ((length - 1) // 4) + 1, *spatial)
+        else:
+            shape = (batch_size, latent_format.latent_channels, *spatial)
+        samples = torch.zeros(shape, device=comfy.model_management.intermediate_device())
+        return io.NodeOutput({"samples": samples}, target_width, target_height)
+
+
+class PivotReschedule(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PivotReschedule",
+            display_name="Pivot Reschedule",
+            category=CATEGORY,
+            description=("Sigmas for one high-resolution stage: the model's schedule cut where t <= K. Feed SamplerCustom "
+                         "with the upscaled pivot and add_noise on: the sampler re-noises the pivot to t = K."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model whose schedule is cut."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
+                               tooltip="The scheduler whose schedule is cut."),
+                io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Steps of the full (uncut) schedule."),
+                io.Float.Input("pivot_strength", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
+                io.Int.Input("stage_steps", default=0, min=0, max=10000,
+                             tooltip="Exact steps below K; 0 keeps the part of the steps-step schedule below K."),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="Sigmas from t = K down to 0.")],
+        )
+
+    @classmethod
+    def execute(cls, model, scheduler, steps, pivot_strength, stage_steps) -> io.NodeOutput:
+        sigmas = pivot_sigmas(model.get_model_object("model_sampling"), scheduler, steps, pivot_strength, stage_steps)
+        return io.NodeOutput(sigmas)
+
+
+class PivotUpscale(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SelfCascadePivotUpscale",
+            display_name="Pivot Upscale",
+            category=CATEGORY,
+            description=("Upsamples a clean latent (the pivot) for the next cascade stage, in latent space or, with a "
+                         "VAE, in pixel space. Spatial only: video frame counts and batches are kept."),
+            inputs=[
+                io.Latent.Input("samples", tooltip="The clean latent of the previous stage."),
+                io.Combo.Input("upscale_method", options=list(LATENT_METHODS), default="bilinear",
+                               tooltip="Interpolation (paper: bilinear; official code: bicubic)."),
+                io.Float.Input("scale_by", default=2.0, min=0.01, max=8.0, step=0.01,
+                               tooltip="Per-side factor; used when width/height are 0."),
+                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=8,
+                             tooltip="Target width in pixels (0: use scale_by)."),
+                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=8,
+                             tooltip="Target height in pixels (0: use scale_by)."),
+                io.Vae.Input("vae", optional=True, tooltip="Optional: resize in pixel space (decode, resize, encode)."),
+            ],
+            outputs=[io.Latent.Output(tooltip="The upsampled pivot.")],
+        )
+
+    @classmethod
+    def execute(cls, samples, upscale_method, scale_by, width, height, vae=None) -> io.NodeOutput:
+        latent = samples["samples"]
+        factor = 8 if vae is None else vae.spacial_compression_encode()
+        if width > 0 and height > 0:
+            width_px, height_px = round_to_multiple(width, factor), round_to_multiple(height, factor)
+        else:
+            width_px = round_to_multiple(latent.shape[-1] * factor * scale_by, factor)
+            height_px = round_to_multiple(latent.shape[-2] * factor * scale_by, factor)
+        out = samples.copy()
+        if vae is not None:
+            out["samples"] = upscale_through_pixels(vae, latent, width_px, height_px, upscale_method)
+        else:
+            out["samples"] = upscale_latent(latent, width_px // factor, height_px // factor, upscale_method)
+        out.pop("noise_mask", None)
+        return io.NodeOutput(out)
+
+
+NODES = [SelfCascadeKSampler, SelfCascadeBaseLatent, PivotReschedule, PivotUpscale]

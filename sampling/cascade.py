@@ -1,0 +1,153 @@
+"""The stage loop: base stage exactly as KSampler, then one pivot-rescheduled stage per plan step.
+
+Stage 0 samples the given latent as ``nodes.common_ksampler`` would (same noise, same schedule,
+``denoise`` honoured). Stage r >= 1 upsamples the previous stage's clean latent (the pivot),
+starts the cut schedule of ``schedule.pivot_sigmas`` on it with fresh noise from ``seed + r``
+(the host's sampler adds it at the first sigma), and denoises with the same model, prompt and
+CFG: bit for bit what ``LatentUpscale`` + ``SamplerCustom`` with Pivot Reschedule sigmas and
+``noise_seed = seed + r`` give.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from .families import Family
+from .pivot import upscale_latent, upscale_through_pixels
+from .plan import CascadePlan
+from .schedule import pivot_sigmas
+
+# (stage model, pivot latent in VAE space, stage index) -> model to sample this stage with
+StagePatch = Callable[[object, torch.Tensor, int], object]
+
+
+class CascadeInputError(ValueError):
+    """An input the cascade cannot run on; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class CascadeSettings:
+    seed: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    strength: float = 0.7  # K, fraction of the model's time range
+    upscale_method: str = "bilinear"
+    stage_steps: int = 0  # 0: derived from K and steps
+    denoise: float = 1.0  # base stage only, as KSampler's
+
+
+@dataclass(frozen=True)
+class StageReport:
+    index: int
+    width: int
+    height: int
+    steps: int
+    seconds: float
+
+    def line(self) -> str:
+        kind = "base" if self.index == 0 else f"stage {self.index}"
+        return f"{kind}: {self.width}x{self.height}, {self.steps} steps, {self.seconds:.2f} s"
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """Noise seed of stage ``stage``: the base uses ``seed``, stage r uses ``seed + r``."""
+    return (seed + stage) % 0xFFFFFFFFFFFFFFFF
+
+
+class _Progress:
+    """One progress bar (and latent previews) over the steps of all stages."""
+
+    def __init__(self, model, total_steps: int):
+        self.total = total_steps
+        self.done = 0
+        self.bar = comfy.utils.ProgressBar(total_steps)
+        self.previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+
+    def stage_callback(self, stage_steps: int):
+        offset = self.done
+        self.done += stage_steps
+
+        def callback(step, x0, x, total_steps):
+            preview = self.previewer.decode_latent_to_preview_image("JPEG", x0) if self.previewer else None
+            self.bar.update_absolute(offset + step + 1, self.total, preview)
+        return callback
+
+
+def check_latent(model, samples: torch.Tensor) -> None:
+    """Refuse latents the model cannot sample, before any compute."""
+    if not torch.isfinite(samples).all():
+        raise CascadeInputError("the input latent contains NaN or Inf values; regenerate it (e.g. from Empty Latent Image) "
+                                "or fix the node that produced it.")
+    channels = model.get_model_object("latent_format").latent_channels
+    if samples.shape[1] != channels and torch.count_nonzero(samples) != 0:
+        raise CascadeInputError(f"the latent has {samples.shape[1]} channels but this model expects {channels}; "
+                                "encode the image with this model's VAE or use an empty latent of the model's type.")
+
+
+def _oom(stage: int, width: int, height: int, error: Exception) -> Exception:
+    message = (f"out of memory in cascade stage {stage} at {width}x{height}: choose a smaller target, "
+               "fewer stages, a tiled VAE decode (VAE Decode (Tiled)), or free other models. Original: {error}")
+    return type(error)(message)
+
+
+def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, family: Family,
+                settings: CascadeSettings, vae=None, stage_patch: Optional[StagePatch] = None,
+                disable_pbar: bool = False) -> tuple[dict, list[StageReport]]:
+    """Run every stage of ``plan``; returns the final latent dict and one report per stage."""
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    check_latent(model, samples)
+    stage_sigmas = (pivot_sigmas(model.get_model_object("model_sampling"), settings.scheduler, settings.steps,
+                                 settings.strength, settings.stage_steps) if plan.cascade_stages else None)
+    stage_count = len(stage_sigmas) - 1 if stage_sigmas is not None else 0
+    progress = _Progress(model, settings.steps + plan.cascade_stages * stage_count)
+    batch_index = latent.get("batch_index")
+    noise_mask = latent.get("noise_mask")
+    reports = []
+
+    started = time.perf_counter()
+    noise = comfy.sample.prepare_noise(samples, settings.seed, batch_index)
+    try:
+        samples = comfy.sample.sample(model, noise, settings.steps, settings.cfg, settings.sampler_name, settings.scheduler,
+                                      positive, negative, samples, denoise=settings.denoise, noise_mask=noise_mask,
+                                      callback=progress.stage_callback(settings.steps), disable_pbar=disable_pbar,
+                                      seed=settings.seed)
+    except comfy.model_management.OOM_EXCEPTION as error:
+        raise _oom(0, plan.base.width, plan.base.height, error) from error
+    reports.append(StageReport(0, plan.base.width, plan.base.height, settings.steps, time.perf_counter() - started))
+
+    sampler = comfy.samplers.sampler_object(settings.sampler_name)
+    for index, size in enumerate(plan.stages[1:], start=1):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        started = time.perf_counter()
+        pivot = samples
+        if vae is not None:
+            upscaled = upscale_through_pixels(vae, pivot, size.width, size.height, settings.upscale_method)
+        else:
+            upscaled = upscale_latent(pivot, size.width // family.latent_factor, size.height // family.latent_factor,
+                                      settings.upscale_method)
+        stage_model = stage_patch(model, pivot, index) if stage_patch is not None else model
+        seed = stage_seed(settings.seed, index)
+        noise = comfy.sample.prepare_noise(upscaled, seed, batch_index)
+        try:
+            samples = comfy.sample.sample_custom(stage_model, noise, settings.cfg, sampler, stage_sigmas, positive, negative,
+                                                 upscaled, noise_mask=noise_mask,
+                                                 callback=progress.stage_callback(stage_count),
+                                                 disable_pbar=disable_pbar, seed=seed)
+        except comfy.model_management.OOM_EXCEPTION as error:
+            raise _oom(index, size.width, size.height, error) from error
+        reports.append(StageReport(index, size.width, size.height, stage_count, time.perf_counter() - started))
+
+    out = latent.copy()
+    out["samples"] = samples
+    return out, reports

@@ -1,0 +1,115 @@
+"""Tiny models of the real architectures, built from ComfyUI's own classes.
+
+Each builder returns a ``comfy.model_patcher.ModelPatcher`` around a real ``comfy.model_base``
+model whose config is a shrunk copy of the family's ``comfy.supported_models`` config. Weights are
+drawn ``normal_(0, 0.02)`` from a fixed seed (``comfy.ops`` layers skip initialisation, so without
+this they would hold garbage). Conditioning builders give context of the right width.
+
+Test-only: imported by the tiny node pack (for the server) and by in-process tests.
+"""
+from __future__ import annotations
+
+import torch
+
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.supported_models
+
+CONTEXT_DIM = 32
+POOLED_DIM = 32
+FAMILIES = ("sd15", "sd20v", "sdxl", "flux", "wan")
+
+_UNET_COMMON = {
+    "use_checkpoint": False,
+    "image_size": 32,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "in_channels": 4,
+    "out_channels": 4,
+    "model_channels": 32,
+    "num_res_blocks": [2, 2, 2, 2],
+    "channel_mult": [1, 2, 2, 2],
+    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+    "transformer_depth_middle": 1,
+    "context_dim": CONTEXT_DIM,
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+    "adm_in_channels": None,
+}
+
+
+def _unet_config(family: str) -> tuple[type, dict, comfy.model_base.ModelType]:
+    if family == "sd15":
+        return comfy.supported_models.SD15, {**_UNET_COMMON, "use_linear_in_transformer": False}, comfy.model_base.ModelType.EPS
+    if family == "sd20v":
+        return comfy.supported_models.SD20, {**_UNET_COMMON, "use_linear_in_transformer": True}, comfy.model_base.ModelType.V_PREDICTION
+    if family == "sdxl":
+        config = {
+            **_UNET_COMMON,
+            "use_linear_in_transformer": True,
+            "num_res_blocks": [2, 2, 2],
+            "channel_mult": [1, 2, 4],
+            "transformer_depth": [0, 0, 1, 1, 1, 1],
+            "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1],
+            "adm_in_channels": POOLED_DIM + 6 * 256,
+            "num_classes": "sequential",
+        }
+        return comfy.supported_models.SDXL, config, comfy.model_base.ModelType.EPS
+    raise ValueError(family)
+
+
+def _dit_config(family: str) -> tuple[type, dict]:
+    if family == "flux":
+        return comfy.supported_models.FluxSchnell, {
+            "image_model": "flux", "guidance_embed": False, "in_channels": 16, "out_channels": 16,
+            "vec_in_dim": POOLED_DIM, "context_in_dim": CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 2.0,
+            "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
+            "patch_size": 2, "qkv_bias": True,
+        }
+    if family == "wan":
+        return comfy.supported_models.WAN21_T2V, {
+            "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "text_len": 8,
+            "in_dim": 16, "dim": 64, "ffn_dim": 128, "freq_dim": 32, "text_dim": CONTEXT_DIM, "out_dim": 16,
+            "num_heads": 2, "num_layers": 1, "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True,
+            "eps": 1e-6,
+        }
+    raise ValueError(family)
+
+
+def build_model(family: str, seed: int = 0) -> comfy.model_patcher.ModelPatcher:
+    """A ModelPatcher around a tiny ``family`` model with seeded ``normal_(0, 0.02)`` weights."""
+    device = comfy.model_management.get_torch_device()
+    offload = comfy.model_management.unet_offload_device()
+    if family in ("flux", "wan"):
+        config_cls, unet_config = _dit_config(family)
+        model_config = config_cls(unet_config)
+        model_config.set_inference_dtype(torch.float32, None)
+        model = model_config.get_model({}, device=offload)
+    else:
+        config_cls, unet_config, model_type = _unet_config(family)
+        model_config = config_cls(unet_config)
+        model_config.unet_config.update(num_heads=-1, num_head_channels=16)  # family extras assume wide heads
+        model_config.set_inference_dtype(torch.float32, None)
+        model_class = comfy.model_base.SDXL if family == "sdxl" else comfy.model_base.BaseModel
+        model = model_class(model_config, model_type=model_type, device=offload)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.diffusion_model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
+
+
+def build_conditioning(family: str, seed: int = 0, tokens: int = 8) -> list:
+    """ComfyUI CONDITIONING ``[[context, extras]]`` of the width ``family`` expects."""
+    generator = torch.Generator().manual_seed(seed)
+    context = torch.randn((1, tokens, CONTEXT_DIM), generator=generator)
+    extras: dict = {}
+    if family in ("sdxl", "flux"):
+        extras["pooled_output"] = torch.randn((1, POOLED_DIM), generator=generator)
+    return [[context, extras]]
+
+
+def latent_channels(family: str) -> int:
+    return 16 if family in ("flux", "wan") else 4
