@@ -10,7 +10,7 @@ import nodes as host_nodes
 from ..sampling.cascade import CascadeSettings, run_cascade
 from ..sampling.families import detect_family, native_size_for_aspect
 from ..sampling.pivot import LATENT_METHODS, upscale_latent, upscale_through_pixels
-from ..sampling.plan import PlanError, plan_stages, round_to_multiple, target_from_scale
+from ..sampling.plan import plan_from_settings, round_to_multiple
 from ..sampling.schedule import pivot_sigmas
 from .api import CATEGORY, UpsamplerAdapter, io, ui
 
@@ -25,13 +25,8 @@ def plan_for(model, latent: dict, scale_by: float, target_width: int, target_hei
     family = detect_family(model)
     samples = latent["samples"]
     base_width, base_height = samples.shape[-1] * family.latent_factor, samples.shape[-2] * family.latent_factor
-    if target_width > 0 and target_height > 0:
-        width, height = target_width, target_height
-    elif target_width > 0 or target_height > 0:
-        raise PlanError("set both target_width and target_height, or leave both at 0 to use scale_by.")
-    else:
-        width, height = target_from_scale(base_width, base_height, scale_by, family.size_multiple)
-    return family, plan_stages(base_width, base_height, width, height, family.size_multiple, MAX_SIZE)
+    return family, plan_from_settings(base_width, base_height, scale_by, target_width, target_height,
+                                      family.size_multiple, MAX_SIZE)
 
 
 class SelfCascadeKSampler(io.ComfyNode):

@@ -141,3 +141,18 @@ def target_from_scale(base_width: int, base_height: int, scale: float, multiple:
     if not scale > 0:
         raise PlanError(f"scale_by is {scale}: it must be above 0 (2.0 doubles each side).")
     return round_to_multiple(base_width * scale, multiple), round_to_multiple(base_height * scale, multiple)
+
+
+def plan_from_settings(base_width: int, base_height: int, scale_by: float, target_width: int, target_height: int,
+                       multiple: int = 8, max_side: int = MAX_SIDE) -> CascadePlan:
+    """The plan for a sampler's settings: an explicit target (both sides) wins over ``scale_by``.
+
+    The one planner behind the Self-Cascade KSampler and the web extension's ``/selfcascade/plan``.
+    """
+    if target_width > 0 and target_height > 0:
+        width, height = target_width, target_height
+    elif target_width > 0 or target_height > 0:
+        raise PlanError("set both target_width and target_height, or leave both at 0 to use scale_by.")
+    else:
+        width, height = target_from_scale(base_width, base_height, scale_by, multiple)
+    return plan_stages(base_width, base_height, width, height, multiple, max_side)
