@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import round_to_multiple
+from .plan import round_preferring_64
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ def detect_family(model) -> Family:
 
 
 def native_size_for_aspect(family: Family, width: int, height: int) -> tuple[int, int]:
-    """The family's native area at the aspect of ``width`` x ``height``, in multiples of 64."""
+    """The family's native area at the aspect of ``width`` x ``height`` (sides prefer multiples of 64)."""
     aspect = width / height
     native_width = (family.native_area * aspect) ** 0.5
-    multiple = max(64, family.size_multiple)
-    return round_to_multiple(native_width, multiple), round_to_multiple(native_width / aspect, multiple)
+    return (round_preferring_64(native_width, family.size_multiple),
+            round_preferring_64(native_width / aspect, family.size_multiple))

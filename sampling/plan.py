@@ -59,8 +59,8 @@ def round_to_multiple(value: float, multiple: int) -> int:
     return max(multiple, int(round(value / multiple)) * multiple)
 
 
-def _round_intermediate(value: float, multiple: int) -> int:
-    """Intermediate sides prefer multiples of 64 (kind to every UNet level) when that is close."""
+def round_preferring_64(value: float, multiple: int) -> int:
+    """A side that prefers a multiple of 64 (kind to every UNet level) when that is within 4%."""
     preferred = round_to_multiple(value, PREFERRED_MULTIPLE)
     if abs(preferred - value) <= 0.04 * value:
         return preferred
@@ -82,8 +82,8 @@ def _sizes_with_target_aspect(base: StageSize, target: StageSize, stages: int, m
     sizes = []
     for r in range(1, stages):
         area = min(base.area * 4**r, target.area)
-        sizes.append(StageSize(_round_intermediate(math.sqrt(area * aspect), multiple),
-                               _round_intermediate(math.sqrt(area / aspect), multiple)))
+        sizes.append(StageSize(round_preferring_64(math.sqrt(area * aspect), multiple),
+                               round_preferring_64(math.sqrt(area / aspect), multiple)))
     return sizes + [target]
 
 
@@ -91,8 +91,8 @@ def _sizes_per_side(base: StageSize, target: StageSize, stages: int, multiple: i
     sizes = []
     for r in range(1, stages):
         f = r / stages
-        sizes.append(StageSize(_round_intermediate(base.width * (target.width / base.width) ** f, multiple),
-                               _round_intermediate(base.height * (target.height / base.height) ** f, multiple)))
+        sizes.append(StageSize(round_preferring_64(base.width * (target.width / base.width) ** f, multiple),
+                               round_preferring_64(base.height * (target.height / base.height) ** f, multiple)))
     return sizes + [target]
 
 

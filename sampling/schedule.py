@@ -1,9 +1,10 @@
 """Pivot Reschedule: the stage schedule is the model's own schedule cut where t <= K.
 
 K is a fraction of the model's time range (paper: K = 700 of T = 1000, i.e. 0.7). The cut sigma
-comes from the host's ``model_sampling.percent_to_sigma``, so discrete (eps, v), EDM and
-flow-matching schedules are all cut at the same point of their own time axis. With 50 steps of
-SD1.5's ``normal`` schedule, K = 0.7 keeps the last 35 steps, as in the paper.
+comes from the host's ``model_sampling.percent_to_sigma``: the axis ComfyUI's schedulers (and its
+start/end percents) are uniform in. Discrete (eps, v) and EDM models are cut at t = K * 1000;
+shifted flow models (SD3, Flux, Wan) at the shifted sigma of that time (Wan, shift 8: sigma 0.95),
+so K = 0.7 keeps 35 of 50 ``normal`` steps in every family, as the paper's 35 of 50 DDIM steps.
 """
 from __future__ import annotations
 
