@@ -1,11 +1,12 @@
 """Node classes: a thin layer over ``sampling/`` and ``adapters/``."""
 from .api import ComfyExtension, io
+from .adapter_nodes import NODES as ADAPTER_NODES
 from .cascade_nodes import NODES as CASCADE_NODES
 
 
 class SelfCascadeExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*CASCADE_NODES]
+        return [*CASCADE_NODES, *ADAPTER_NODES]
 
 
 async def comfy_entrypoint() -> SelfCascadeExtension:

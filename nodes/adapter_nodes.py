@@ -1,0 +1,81 @@
+"""Load Upsampler Adapter and Apply Upsampler Adapter: the learned upsamplers for hand-built cascades."""
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+from ..adapters.fileformat import AdapterError, load_adapter
+from ..adapters.injection import apply_upsampler_adapter
+from .api import CATEGORY, UpsamplerAdapter, io, ui
+
+ADAPTER_FOLDER = "upsampler_adapters"  # registered by the package's __init__
+
+
+def _adapter_path(adapter_name: str) -> str:
+    path = folder_paths.get_full_path(ADAPTER_FOLDER, adapter_name)
+    if path is None:
+        raise AdapterError(f"adapter '{adapter_name}' is not in models/{ADAPTER_FOLDER}; copy it there and refresh.")
+    return path
+
+
+class LoadUpsamplerAdapter(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LoadUpsamplerAdapter",
+            display_name="Load Upsampler Adapter",
+            category=CATEGORY,
+            description=("Loads learned Self-Cascade upsamplers (.safetensors made by this pack, or the official SDXL "
+                         "upsampler_only.pth) from models/upsampler_adapters and shows what they were made for."),
+            inputs=[io.Combo.Input("adapter_name", options=folder_paths.get_filename_list(ADAPTER_FOLDER),
+                                   tooltip="Adapter file in models/upsampler_adapters.")],
+            outputs=[UpsamplerAdapter.Output(tooltip="The adapter, for Apply Upsampler Adapter or Self-Cascade KSampler.")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, adapter_name: str) -> str:
+        """Reload when the file changes on disk (same name, new weights)."""
+        stat = os.stat(_adapter_path(adapter_name))
+        return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+    @classmethod
+    def execute(cls, adapter_name: str) -> io.NodeOutput:
+        adapter = load_adapter(_adapter_path(adapter_name))
+        text = f"{adapter.spec.summary()}\nparameters: {adapter.parameter_count():,}"
+        return io.NodeOutput(adapter, ui=ui.PreviewText(text))
+
+
+class ApplyUpsamplerAdapter(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="ApplyUpsamplerAdapter",
+            display_name="Apply Upsampler Adapter",
+            category=CATEGORY,
+            description=("Patches a copy of the model so that, in one high-resolution stage, the UNet also reads the "
+                         "clean pivot: its features are upsampled by the adapter and added to the stage's features. "
+                         "Sample the upscaled pivot with this model (SamplerCustom + Pivot Reschedule)."),
+            inputs=[
+                io.Model.Input("model", tooltip="The model of this high-resolution stage (SD1.x, SD2.x or SDXL UNet)."),
+                UpsamplerAdapter.Input("upsampler_adapter", tooltip="From Load Upsampler Adapter; must match the model."),
+                io.Latent.Input("pivot", tooltip=("The previous stage's clean latent, before upscaling (half this "
+                                                  "stage's size; other sizes are resized).")),
+                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.01,
+                               tooltip="Multiplier of the adapter's features (1.0 as trained, 0 turns it off)."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
+                               tooltip="Where in the schedule the adapter starts acting (0 = first step)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
+                               tooltip="Where it stops (1 = last step; the official SDXL code stops at t = 100, 0.9)."),
+            ],
+            outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is unchanged.")],
+        )
+
+    @classmethod
+    def execute(cls, model, upsampler_adapter, pivot, strength: float, start_percent: float,
+                end_percent: float) -> io.NodeOutput:
+        return io.NodeOutput(apply_upsampler_adapter(model, upsampler_adapter, pivot["samples"], strength,
+                                                     start_percent, end_percent))
+
+
+NODES = [LoadUpsamplerAdapter, ApplyUpsamplerAdapter]
