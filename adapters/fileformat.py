@@ -20,7 +20,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .modules import (INJECTIONS, LITE, OFFICIAL_SDXL, OFFICIAL_SDXL_POINTS, VARIANTS, AdapterSpec, UpsamplerAdapter,
+from .modules import (INJECTIONS, OFFICIAL_SDXL, OFFICIAL_SDXL_POINTS, VARIANTS, AdapterSpec, UpsamplerAdapter,
                       build_module)
 
 FORMAT = "selfcascade.upsampler_adapter"
@@ -117,11 +117,10 @@ def spec_from_metadata(metadata: Mapping[str, str], source: str) -> AdapterSpec:
     return spec
 
 
-def _module_with(spec: AdapterSpec, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
-    """The module for ``spec`` holding exactly ``state``: every key and shape checked, all values finite."""
+def check_weights(spec: AdapterSpec, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every key and shape of ``state`` against the module ``spec`` describes (works on meta tensors)."""
     with torch.device("meta"):
-        module = build_module(spec)
-    expected = {key: tuple(t.shape) for key, t in module.state_dict().items()}
+        expected = {key: tuple(t.shape) for key, t in build_module(spec).state_dict().items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(f"{key} {tuple(state[key].shape)} (expected {expected[key]})"
@@ -131,9 +130,16 @@ def _module_with(spec: AdapterSpec, state: dict[str, torch.Tensor], source: str)
                  for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise AdapterError(f"{source}: the weights do not match a {spec.variant} adapter with channels "
                            f"{list(spec.channels)} ({'; '.join(parts)}); the file is corrupt or from another tool.")
+
+
+def _module_with(spec: AdapterSpec, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    """The module for ``spec`` holding exactly ``state`` (checked, all values finite), without copying it."""
+    check_weights(spec, state, source)
     for key, tensor in state.items():
         if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
             raise AdapterError(f"{source}: tensor '{key}' is not finite floating point; the file is corrupt, re-download it.")
+    with torch.device("meta"):
+        module = build_module(spec)
     module.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True, assign=True)
     return module
 
@@ -169,8 +175,8 @@ def _load_safetensors(path: Path) -> UpsamplerAdapter:
     return UpsamplerAdapter(spec, _module_with(spec, state, str(path)))
 
 
-def official_adapter(state_dict: Mapping[str, torch.Tensor], source: str = "state dict") -> UpsamplerAdapter:
-    """The official SDXL upsamplers from their state dict (official key names), checked strictly."""
+def official_spec(state_dict: Mapping[str, torch.Tensor], source: str = "state dict") -> AdapterSpec:
+    """The spec of an official state dict (official key names), widths read from its own shapes."""
     not_tensors = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise AdapterError(f"{source}: entries {not_tensors[:4]} are not tensors; not the official upsampler layout.")
@@ -185,12 +191,21 @@ def official_adapter(state_dict: Mapping[str, torch.Tensor], source: str = "stat
     if emb_weight is None or emb_weight.ndim != 2:
         raise AdapterError(f"{source}: '{OFFICIAL_PREFIX}0.0.emb_layers.1.weight' is missing or not 2-D; "
                            "not the official Self-Cascade upsampler_only.pth layout.")
-    spec = AdapterSpec(OFFICIAL_SDXL, "sdxl", tuple(channels), emb_weight.shape[1], "backbone", OFFICIAL_SDXL_POINTS,
+    return AdapterSpec(OFFICIAL_SDXL, "sdxl", tuple(channels), emb_weight.shape[1], "backbone", OFFICIAL_SDXL_POINTS,
                        (0.0, 1.0), provenance={"source": "official Self-Cascade SDXL upsampler_only.pth",
                                                "file": Path(source).name[:200]})
-    ours = {key.replace(OFFICIAL_PREFIX, "upsamplers.", 1) if key.startswith(OFFICIAL_PREFIX) else key: value
+
+
+def from_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``unet.feature_upsamplerN.*`` -> ``upsamplers.N.*``; other keys unchanged (and then refused as unexpected)."""
+    return {key.replace(OFFICIAL_PREFIX, "upsamplers.", 1) if key.startswith(OFFICIAL_PREFIX) else key: value
             for key, value in state_dict.items()}
-    return UpsamplerAdapter(spec, _module_with(spec, ours, source))
+
+
+def official_adapter(state_dict: Mapping[str, torch.Tensor], source: str = "state dict") -> UpsamplerAdapter:
+    """The official SDXL upsamplers from their state dict, every key and shape checked."""
+    spec = official_spec(state_dict, source)
+    return UpsamplerAdapter(spec, _module_with(spec, from_official_keys(state_dict), source))
 
 
 def read_official_pth(path: Path | str) -> UpsamplerAdapter:
