@@ -132,3 +132,68 @@ def test_pivot_upscale_is_spatial_only():
     video = {"samples": torch.randn((1, 16, 3, 4, 6))}
     out = PivotUpscale.execute(video, "bilinear", 2.0, 0, 0).result[0]["samples"]
     assert out.shape == (1, 16, 3, 8, 12)
+
+
+def test_controlnet_hint_follows_every_stage():
+    from tiny_pack.models import build_controlnet
+
+    model = build_model("sd15")
+    positive, negative = build_conditioning("sd15"), build_conditioning("sd15", seed=1)
+    hint = torch.rand((1, 64, 64, 3))  # at the base size: the host resizes it to each stage's size
+    controlled, _ = core.ControlNetApplyAdvanced().apply_controlnet(positive, negative, build_controlnet("sd15"),
+                                                                     hint, 1.0, 0.0, 1.0)
+    plain, _ = node_cascade(model, "sd15", empty_latent("sd15"))
+    guided, ui = node_cascade(model, "sd15", empty_latent("sd15"), positive=controlled)
+    assert guided.shape == plain.shape == (1, 4, 16, 16)
+    assert torch.isfinite(guided).all() and not torch.equal(plain, guided)
+    assert "stage 1: 128x128" in ui["text"][0]
+
+
+def test_one_progress_bar_over_all_stages():
+    import comfy.utils
+
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
+    try:
+        node_cascade(build_model("sd15"), "sd15", empty_latent("sd15"), scale_by=4.0)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    totals = {total for _, total in seen}
+    assert totals == {STEPS + 2 * 4}  # 6 base steps + two stages of 4 steps below K
+    values = [value for value, _ in seen]
+    assert values == sorted(values) and values[-1] == STEPS + 2 * 4
+
+
+def test_interrupt_between_stages_stops_the_cascade():
+    import comfy.model_management
+    import comfy.utils
+
+    def interrupt_after_base(value, total, preview, node_id=None):
+        if value == STEPS:
+            comfy.model_management.interrupt_current_processing(True)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    comfy.utils.set_progress_bar_global_hook(interrupt_after_base)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            node_cascade(build_model("sd15"), "sd15", empty_latent("sd15"))
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        comfy.model_management.interrupt_current_processing(False)
+
+
+def test_pixel_space_pivot_equals_decode_resize_encode():
+    from tiny_pack.models import build_vae
+
+    model, vae = build_model("sd15"), build_vae()
+    ours, _ = node_cascade(model, "sd15", empty_latent("sd15"), vae=vae)
+    positive, negative = build_conditioning("sd15"), build_conditioning("sd15", seed=1)
+    (base,) = core.KSampler().sample(model, SEED, STEPS, CFG, "euler", "normal", positive, negative, empty_latent("sd15"))
+    (image,) = core.VAEDecode().decode(vae, base)
+    (image,) = core.ImageScale().upscale(image, "bilinear", 128, 128, "disabled")
+    (pivot,) = core.VAEEncode().encode(vae, image)
+    sigmas = PivotReschedule.execute(model, "normal", STEPS, K, 0).result[0]
+    sampler = KSamplerSelect.execute("euler").result[0]
+    reference = SamplerCustom.execute(model, True, SEED + 1, CFG, positive, negative, sampler, sigmas, pivot).result[0]
+    assert ours.shape == (1, 4, 16, 16)
+    torch.testing.assert_close(ours, reference["samples"], rtol=1e-5, atol=1e-5)

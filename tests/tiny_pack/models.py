@@ -3,7 +3,8 @@
 Each builder returns a ``comfy.model_patcher.ModelPatcher`` around a real ``comfy.model_base``
 model whose config is a shrunk copy of the family's ``comfy.supported_models`` config. Weights are
 drawn ``normal_(0, 0.02)`` from a fixed seed (``comfy.ops`` layers skip initialisation, so without
-this they would hold garbage). Conditioning builders give context of the right width.
+this they would hold garbage). Conditioning builders give context of the right width; ``build_vae``
+gives a real ``comfy.sd.VAE`` around a narrow SD-style ``AutoencoderKL`` (8x, 4 latent channels).
 
 Test-only: imported by the tiny node pack (for the server) and by in-process tests.
 """
@@ -14,7 +15,9 @@ import torch
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
+import comfy.sd
 import comfy.supported_models
+from comfy.ldm.models.autoencoder import AutoencoderKL
 
 CONTEXT_DIM = 32
 POOLED_DIM = 32
@@ -113,3 +116,36 @@ def build_conditioning(family: str, seed: int = 0, tokens: int = 8) -> list:
 
 def latent_channels(family: str) -> int:
     return 16 if family in ("flux", "wan") else 4
+
+
+# SD's AutoencoderKL layout (8x down, 4 latent channels) at the narrowest width its GroupNorm(32) allows
+_VAE_CONFIG = {"params": {"embed_dim": 4, "ddconfig": {
+    "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,
+    "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}
+
+
+def build_vae(seed: int = 0) -> comfy.sd.VAE:
+    """A real ``comfy.sd.VAE`` (SD1.x/SDXL latent layout) with seeded ``normal_(0, 0.02)`` weights."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = AutoencoderKL(**_VAE_CONFIG["params"]).state_dict()
+    state_dict = {name: torch.randn(value.shape, generator=generator) * 0.02 if value.is_floating_point() else value
+                  for name, value in shapes.items()}
+    return comfy.sd.VAE(sd=state_dict, config=_VAE_CONFIG)
+
+
+def build_controlnet(family: str = "sd15", seed: int = 1):
+    """A tiny real ``comfy.controlnet.ControlNet`` matching ``build_model(family)`` (UNet families)."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+
+    base = build_model(family, seed)
+    config = {k: v for k, v in base.model.model_config.unet_config.items()
+              if k not in ("transformer_depth_output", "use_temporal_attention", "use_temporal_resblock", "dtype", "out_channels")}
+    control_model = comfy.cldm.cldm.ControlNet(hint_channels=3, operations=comfy.ops.disable_weight_init, **config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in control_model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    return comfy.controlnet.ControlNet(control_model,  # classic: its own hint encoder, pixel-space hint
+                                       load_device=comfy.model_management.get_torch_device())
