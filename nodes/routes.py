@@ -7,7 +7,8 @@ instead of re-implementing the planner in JavaScript. Query (all optional except
 ``stage_steps`` and ``multiple`` (the model's size multiple, 8 unless known), as on the node.
 
 The answer is ``{"stages": [{"width", "height", "steps"}, ...] or null, "stage_steps", "notes",
-"schedule"}``; invalid settings answer 400 ``{"error": message}`` with the planner's own message.
+"schedule"}``. Settings the planner rejects answer ``{"error": message}`` with its own message; that
+is an answer, not a failed request, so it comes with status 200 (the browser logs every 4xx as an error).
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from ..sampling.schedule import ScheduleError, pivot_sigmas
 ROUTE = "/selfcascade/plan"
 SCHEDULE_NOTE = ("steps per stage follow the SD-style discrete schedule, as no model is known here; "
                  "the sampler cuts its own model's schedule when it runs")
-NO_BASE_NOTE = "the base size comes from the latent: the stage sizes are planned when the sampler runs"
 # name -> (parser, default when absent); defaults are the Self-Cascade KSampler's
 _FIELDS = {
     "base_width": (int, 0), "base_height": (int, 0), "scale_by": (float, 2.0), "target_width": (int, 0),
@@ -48,7 +48,7 @@ def plan_response(query) -> dict:
     model_sampling = comfy.model_sampling.ModelSamplingDiscrete()  # SD1.x/SDXL's schedule: no model is known
     stage_steps = len(pivot_sigmas(model_sampling, s["scheduler"], s["steps"], s["pivot_strength"],
                                    s["stage_steps"])) - 1
-    answer = {"stages": None, "stage_steps": stage_steps, "notes": [NO_BASE_NOTE], "schedule": SCHEDULE_NOTE}
+    answer = {"stages": None, "stage_steps": stage_steps, "notes": [], "schedule": SCHEDULE_NOTE}
     if s["base_width"] > 0 and s["base_height"] > 0:
         plan = plan_from_settings(s["base_width"], s["base_height"], s["scale_by"], s["target_width"],
                                   s["target_height"], s["multiple"])
@@ -63,7 +63,7 @@ async def get_plan(request: web.Request) -> web.Response:
     try:
         return web.json_response(plan_response(request.query))
     except (PlanError, ScheduleError) as error:
-        return web.json_response({"error": str(error)}, status=400)
+        return web.json_response({"error": str(error)})
 
 
 def register_routes() -> bool:

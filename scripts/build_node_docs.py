@@ -1,0 +1,128 @@
+"""Write the in-app help pages ``web/docs/<NodeId>.md`` from the nodes' own schemas.
+
+    .host/venv/bin/python scripts/build_node_docs.py
+
+The frontend (1.32) shows a custom node's help from ``/extensions/<pack>/docs/<NodeId>.md``, which
+is where ComfyUI serves this pack's ``web/docs/``. Each page is the node's description, a table of
+its inputs (type, default, range, tooltip) and outputs as the host's ``/object_info`` reports them,
+and the usage notes below: the tooltips stay the one source of what an input does, and a test
+fails when a page falls behind its schema.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "web" / "docs"
+PACK_CATEGORY = "sampling/self_cascade"
+MAX_LISTED_CHOICES = 6
+MODEL_FILES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".sft")  # a combo of these lists a model folder
+
+USAGE = {
+    "SelfCascadeKSampler": (
+        "Use it where a KSampler would go. The node's panel lists the planned stages (size and steps) as you "
+        "edit, and after a run the size, steps and seconds of each stage. Each stage is at most 2x per side; "
+        "a 4x target runs two stages. Start from the model's native size (Self-Cascade Base Latent does it for "
+        "you): SD1.5 512x512, SDXL and Flux 1024x1024, Wan 2.1 832x480.\n\n"
+        "K (pivot_strength) is the main dial: 0.7 is the paper's default; lower it (0.5-0.6) when details "
+        "repeat or the image drifts from the base, raise it (0.8) for more new detail."),
+    "SelfCascadeBaseLatent": (
+        "Wire its target_width and target_height outputs into the Self-Cascade KSampler's inputs of the same "
+        "names: the base then follows the target's aspect and you set the final size in one place."),
+    "PivotReschedule": (
+        "For hand-built cascades: KSampler (base) -> Pivot Upscale -> SamplerCustom with these sigmas and "
+        "add_noise on. Use the same scheduler and steps as the base stage, and noise_seed = seed + stage."),
+    "SelfCascadePivotUpscale": (
+        "Between two stages of a hand-built cascade. Connect a VAE for Flux and SD3, whose latents resize "
+        "badly; leave it empty for SD1.5 and SDXL (latent bilinear is the paper's)."),
+    "LoadUpsamplerAdapter": (
+        "Put adapter files in `models/upsampler_adapters` (or a path named `upsampler_adapters` in "
+        "extra_model_paths.yaml) and press R to refresh the list. The official SDXL weights "
+        "(`upsampler_only.pth`) load as they are."),
+    "ApplyUpsamplerAdapter": (
+        "One Apply Upsampler Adapter per high-resolution stage, fed by that stage's pivot; the Self-Cascade "
+        "KSampler does this for you through its upsampler_adapter input."),
+}
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _choices(spec: list) -> list | None:
+    """A combo's choices; None for other inputs."""
+    if isinstance(spec[0], list):
+        return spec[0]
+    return spec[1].get("options", []) if spec[0] == "COMBO" else None
+
+
+def _lists_files(choices: list | None) -> bool:
+    return choices is not None and all(str(choice).endswith(MODEL_FILES) for choice in choices)
+
+
+def _default(spec: list):
+    options = spec[1] if len(spec) > 1 else {}
+    choices = _choices(spec)
+    if "default" in options or not choices or _lists_files(choices):
+        return options.get("default", "")
+    return choices[0]  # the frontend preselects a combo's first choice
+
+
+def _range(spec: list) -> str:
+    options = spec[1] if len(spec) > 1 else {}
+    choices = _choices(spec)
+    if choices is not None:
+        if _lists_files(choices):
+            return "the files in its model folder"
+        if len(choices) > MAX_LISTED_CHOICES:
+            return f"{len(choices)} choices"
+        return ", ".join(f"`{choice}`" for choice in choices)
+    if "min" in options or "max" in options:
+        return f"{options.get('min', '')} to {options.get('max', '')}".strip()
+    return ""
+
+
+def _type(spec: list) -> str:
+    return "COMBO" if isinstance(spec[0], list) else spec[0]
+
+
+def node_page(node_id: str, info: dict) -> str:
+    rows = []
+    for group in ("required", "optional"):
+        for name, spec in info["input"].get(group, {}).items():
+            options = spec[1] if len(spec) > 1 else {}
+            label = f"{name} (optional)" if group == "optional" else name
+            rows.append(f"| {label} | {_type(spec)} | {_cell(_default(spec))} | {_cell(_range(spec))} | "
+                        f"{_cell(options.get('tooltip', ''))} |")
+    outputs = [f"| {name} | {kind} | {_cell(tooltip or '')} |" for name, kind, tooltip in
+               zip(info["output_name"], info["output"], info.get("output_tooltips") or [None] * len(info["output"]))]
+    lines = [f"# {info['display_name']}", "", info["description"], "",
+             "## Inputs", "", "| Input | Type | Default | Range | What it does |", "|---|---|---|---|---|", *rows, "",
+             "## Outputs", "", "| Output | Type | What it is |", "|---|---|---|", *outputs]
+    if node_id in USAGE:
+        lines += ["", "## Usage", "", USAGE[node_id]]
+    return "\n".join(lines) + "\n"
+
+
+def pages(object_info: dict) -> dict[str, str]:
+    """``{node id: markdown}`` for every node of this pack in ``object_info``."""
+    return {node_id: node_page(node_id, info) for node_id, info in sorted(object_info.items())
+            if info["category"].startswith(PACK_CATEGORY)}
+
+
+def main() -> None:
+    sys.path.insert(0, str(REPO / "tests" / "server"))
+    from harness import ComfyClient, ComfyServer
+
+    DOCS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as workdir, ComfyServer.for_checkout(Path(workdir)) as server, \
+            ComfyClient(server.url) as client:
+        for node_id, text in pages(client.object_info()).items():
+            (DOCS / f"{node_id}.md").write_text(text)
+            print(f"wrote web/docs/{node_id}.md")
+
+
+if __name__ == "__main__":
+    main()

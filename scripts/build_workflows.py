@@ -1,0 +1,231 @@
+"""Write the example workflows (``example_workflows/*.json``) from the compact descriptions below.
+
+    .host/venv/bin/python scripts/build_workflows.py
+
+Each workflow is built by the real frontend: the script starts the test host (this checkout as a
+custom-node pack), opens it in headless Chromium, creates the nodes, sets widgets by name, links
+sockets by name, lays the graph out and saves what the frontend's own serializer writes. So widget
+order, the seed's extra "control after generate" slot and node sizes are the frontend's, never
+hand-counted. Needs ``scripts/provision_browser.sh``. The browser tests load and run every file.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "example_workflows"
+
+NEGATIVE = "blurry, lowres, jpeg artifacts, watermark, text, deformed"
+PROMPT = ("a cozy wooden cabin by a glacier lake at sunrise, snowy peaks, pine forest, mist over the water, "
+          "highly detailed, sharp focus, photograph")
+
+
+def node(key: str, type_: str, links: Optional[dict[str, tuple[str, Any]]] = None, title: Optional[str] = None,
+         size: Optional[tuple[int, int]] = None, **widgets: Any) -> dict:
+    """One node: ``links`` maps an input name to (node key, output name or index); widgets by name."""
+    return {"key": key, "type": type_, "title": title, "size": size, "widgets": widgets, "links": links or {}}
+
+
+def note(text: str) -> dict:
+    return node("note", "Note", title="Read me", size=(600, 40 + 16 * len(text.splitlines())), text=text)
+
+
+def checkpoint(name: str) -> list[dict]:
+    return [node("ckpt", "CheckpointLoaderSimple", ckpt_name=name),
+            node("pos", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Positive", text=PROMPT),
+            node("neg", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Negative", text=NEGATIVE)]
+
+
+def sampler(model: str = "ckpt", positive: tuple = ("pos", "CONDITIONING"), negative: tuple = ("neg", "CONDITIONING"),
+            latent: str = "base", targets_from_base: bool = True, extra_links: Optional[dict] = None,
+            **widgets: Any) -> dict:
+    """The Self-Cascade KSampler; by default its target comes from a Self-Cascade Base Latent."""
+    links = {"model": (model, "MODEL"), "positive": positive, "negative": negative, "latent_image": (latent, "LATENT"),
+             **(extra_links or {})}
+    if targets_from_base:
+        links.update(target_width=(latent, "target_width"), target_height=(latent, "target_height"))
+    settings = {"seed": 42, "steps": 30, "cfg": 7.0, "sampler_name": "dpmpp_2m", "scheduler": "karras",
+                "pivot_strength": 0.7, "upscale_method": "bilinear", **widgets}
+    return node("cascade", "SelfCascadeKSampler", links, **settings)
+
+
+def decode_and_save(prefix: str, tiled: bool = False, latent: tuple = ("cascade", "LATENT")) -> list[dict]:
+    links = {"samples": latent, "vae": ("ckpt", "VAE")}
+    decode = (node("decode", "VAEDecodeTiled", links, tile_size=1024, overlap=64, temporal_size=64,
+                   temporal_overlap=8) if tiled else node("decode", "VAEDecode", links))
+    return [decode, node("save", "SaveImage", {"images": ("decode", "IMAGE")}, filename_prefix=f"selfcascade/{prefix}")]
+
+
+WORKFLOWS: dict[str, list[dict]] = {
+    "sd15_512_to_2048_tuning_free": [
+        note("Self-Cascade, tuning-free: SD1.5 from 512x512 to 2048x2048 (16x the pixels).\n\n"
+             "Empty Latent Image sets the base: SD1.5's native 512x512.\n"
+             "scale_by 4.0 asks for 4x per side; the sampler climbs in two stages of 2x\n"
+             "(512 -> 1024 -> 2048), its panel lists them before you run.\n"
+             "Each stage upsamples the clean result (the pivot), re-noises it to t = K and\n"
+             "denoises with the same model and prompt. pivot_strength K = 0.7 is the paper's\n"
+             "t = 700 of 1000: 50 base steps, 35 per stage (paper: DDIM, 50 steps).\n"
+             "Lower K keeps more of the pivot; higher K repaints more (and may repeat objects).\n"
+             "After a run the panel shows the size, steps and seconds of every stage."),
+        *checkpoint("v1-5-pruned-emaonly.safetensors"),
+        node("base", "EmptyLatentImage", width=512, height=512, batch_size=1),
+        sampler(latent="base", targets_from_base=False, steps=50, cfg=7.5, sampler_name="ddim",
+                scheduler="ddim_uniform", scale_by=4.0),
+        *decode_and_save("sd15_2048"),
+    ],
+    "sdxl_1024_to_2048_tuning_free": [
+        note("Self-Cascade, tuning-free: SDXL from its native 1024x1024 to 2048x2048.\n\n"
+             "Self-Cascade Base Latent makes an empty latent at the model's native area with\n"
+             "the target's aspect, and passes the target on: set the final size there only.\n"
+             "One high-resolution stage (2x per side). K = 0.7: the stage runs the last\n"
+             "70% of the 30-step schedule. cfg, sampler and scheduler apply to every stage.\n"
+             "Other aspect ratios work too (e.g. 2560x1440: base 1344x768)."),
+        *checkpoint("sd_xl_base_1.0.safetensors"),
+        node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=2048, target_height=2048,
+             batch_size=1, length=1),
+        sampler(),
+        *decode_and_save("sdxl_2048"),
+    ],
+    "sdxl_1024_to_4096_tiled_decode": [
+        note("Self-Cascade, tuning-free: SDXL from 1024x1024 to 4096x4096 in two stages\n"
+             "(1024 -> 2048 -> 4096), each at most 2x per side as in the paper.\n\n"
+             "The 4096x4096 stage needs a large GPU (about 20 GB with SDXL in fp16).\n"
+             "VAE Decode (Tiled) decodes the 4096x4096 latent in 1024-pixel tiles so the\n"
+             "decoder fits in memory. upscale_method bicubic is the official code's choice;\n"
+             "bilinear is the paper's. A lower K (0.6) keeps more of each pivot at this size."),
+        *checkpoint("sd_xl_base_1.0.safetensors"),
+        node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=4096, target_height=4096,
+             batch_size=1, length=1),
+        sampler(pivot_strength=0.6, upscale_method="bicubic"),
+        *decode_and_save("sdxl_4096", tiled=True),
+    ],
+    "sdxl_tuned_official_adapter": [
+        note("Self-Cascade, tuned: SDXL 1024 -> 2048 with the official learned upsampler.\n\n"
+             "Put the official SDXL upsampler weights (upsampler_only.pth) in\n"
+             "models/upsampler_adapters (scripts/convert_official_adapter.py turns it into\n"
+             "a .safetensors if you prefer). Load Upsampler Adapter shows what the file was\n"
+             "made for; the sampler applies it in every high-resolution stage with that\n"
+             "stage's pivot. adapter_strength 1.0 is as trained; 0 is the tuning-free result."),
+        *checkpoint("sd_xl_base_1.0.safetensors"),
+        node("adapter", "LoadUpsamplerAdapter", adapter_name="upsampler_only.pth"),
+        node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=2048, target_height=2048,
+             batch_size=1, length=1),
+        sampler(extra_links={"upsampler_adapter": ("adapter", "UPSAMPLER_ADAPTER")}, adapter_strength=1.0),
+        *decode_and_save("sdxl_2048_tuned"),
+    ],
+    "hand_built_cascade": [
+        note("A Self-Cascade built from core nodes, one stage at a time (SDXL 1024 -> 2048).\n\n"
+             "1. KSampler makes the base image (the pivot) at 1024x1024.\n"
+             "2. Pivot Upscale doubles it (latent bilinear; give it a VAE for pixel space).\n"
+             "3. Pivot Reschedule cuts the 30-step schedule at t = K (0.7): 21 steps.\n"
+             "4. Apply Upsampler Adapter (optional, tuned version) patches the model with the\n"
+             "   learned upsampler fed by the base pivot.\n"
+             "5. SamplerCustom with add_noise on re-noises the upscaled pivot to t = K and\n"
+             "   denoises it. noise_seed = seed + 1, as Self-Cascade KSampler's stage 1.\n"
+             "Repeat 2-5 for more stages. Bypass step 4 (Ctrl+B) for the tuning-free version."),
+        *checkpoint("sd_xl_base_1.0.safetensors"),
+        node("base", "EmptyLatentImage", width=1024, height=1024, batch_size=1),
+        node("base_sampler", "KSampler", {"model": ("ckpt", "MODEL"), "positive": ("pos", "CONDITIONING"),
+                                          "negative": ("neg", "CONDITIONING"), "latent_image": ("base", "LATENT")},
+             seed=42, steps=30, cfg=7.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=1.0),
+        node("upscale", "SelfCascadePivotUpscale", {"samples": ("base_sampler", "LATENT")},
+             upscale_method="bilinear", scale_by=2.0, width=0, height=0),
+        node("reschedule", "PivotReschedule", {"model": ("ckpt", "MODEL")}, scheduler="karras", steps=30,
+             pivot_strength=0.7, stage_steps=0),
+        node("adapter", "LoadUpsamplerAdapter", adapter_name="upsampler_only.pth"),
+        node("apply", "ApplyUpsamplerAdapter", {"model": ("ckpt", "MODEL"), "upsampler_adapter": ("adapter", 0),
+                                                "pivot": ("base_sampler", "LATENT")},
+             strength=1.0, start_percent=0.0, end_percent=0.9),
+        node("sampler_select", "KSamplerSelect", sampler_name="dpmpp_2m"),
+        node("cascade", "SamplerCustom", {"model": ("apply", "MODEL"), "positive": ("pos", "CONDITIONING"),
+                                          "negative": ("neg", "CONDITIONING"), "sampler": ("sampler_select", "SAMPLER"),
+                                          "sigmas": ("reschedule", "SIGMAS"), "latent_image": ("upscale", "LATENT")},
+             add_noise=True, noise_seed=43, cfg=7.0),
+        *decode_and_save("hand_built_2048", latent=("cascade", "output")),
+    ],
+    "sdxl_lora_controlnet": [
+        note("Self-Cascade with a LoRA and a ControlNet (SDXL 1024 -> 2048).\n\n"
+             "Both compose unchanged: the LoRA patches the model every stage uses, and the\n"
+             "ControlNet's hint image is resized to each stage's size by ComfyUI itself.\n"
+             "Canny turns example.png (ComfyUI's input folder) into edges. end_percent 0.6\n"
+             "lets the last steps of each stage refine freely; a strength of 0.5-0.7 keeps the\n"
+             "layout without stiff edges at 2048."),
+        node("ckpt", "CheckpointLoaderSimple", ckpt_name="sd_xl_base_1.0.safetensors"),
+        node("lora", "LoraLoader", {"model": ("ckpt", "MODEL"), "clip": ("ckpt", "CLIP")},
+             lora_name="sd_xl_offset_example-lora_1.0.safetensors", strength_model=0.5, strength_clip=0.5),
+        node("pos", "CLIPTextEncode", {"clip": ("lora", "CLIP")}, title="Positive", text=PROMPT),
+        node("neg", "CLIPTextEncode", {"clip": ("lora", "CLIP")}, title="Negative", text=NEGATIVE),
+        node("image", "LoadImage", image="example.png"),
+        node("canny", "Canny", {"image": ("image", "IMAGE")}, low_threshold=0.4, high_threshold=0.8),
+        node("controlnet", "ControlNetLoader", control_net_name="diffusers_xl_canny_mid.safetensors"),
+        node("control", "ControlNetApplyAdvanced", {"positive": ("pos", "CONDITIONING"), "negative": ("neg", "CONDITIONING"),
+                                                    "control_net": ("controlnet", "CONTROL_NET"),
+                                                    "image": ("canny", "IMAGE"), "vae": ("ckpt", "VAE")},
+             strength=0.6, start_percent=0.0, end_percent=0.6),
+        node("base", "SelfCascadeBaseLatent", {"model": ("lora", "MODEL")}, target_width=2048, target_height=2048,
+             batch_size=1, length=1),
+        sampler(model="lora", positive=("control", "positive"), negative=("control", "negative")),
+        *decode_and_save("sdxl_lora_controlnet_2048"),
+    ],
+    "flux_tuning_free_pixel_pivot": [
+        note("Self-Cascade, tuning-free, on Flux.1 dev: 1024x1024 -> 2048x2048.\n\n"
+             "Flux latents resize badly (smeared, 'plastic' detail), so the VAE input is wired:\n"
+             "each pivot is decoded, resized in pixels and encoded again.\n"
+             "Flux dev is guidance-distilled: cfg 1.0 (the negative prompt is unused) and the\n"
+             "guidance lives in Flux Guidance (3.5). euler + simple, 20 steps; K = 0.7 cuts\n"
+             "Flux's shifted schedule at the same point of its time axis as for SD."),
+        *checkpoint("flux1-dev-fp8.safetensors"),
+        node("guidance", "FluxGuidance", {"conditioning": ("pos", "CONDITIONING")}, guidance=3.5),
+        node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=2048, target_height=2048,
+             batch_size=1, length=1),
+        sampler(positive=("guidance", "CONDITIONING"), extra_links={"vae": ("ckpt", "VAE")}, steps=20, cfg=1.0, sampler_name="euler",
+                scheduler="simple"),
+        *decode_and_save("flux_2048"),
+    ],
+    "wan21_video_tuning_free": [
+        note("Self-Cascade, tuning-free, on video: Wan 2.1 T2V 1.3B, 832x480 -> 1664x960.\n\n"
+             "Self-Cascade Base Latent gives Wan's native 832x480 area at the target's aspect,\n"
+             "33 frames. Stages upscale space only; the frame count is kept.\n"
+             "ModelSamplingSD3 shift 8 is Wan's schedule; K = 0.7 cuts it at the same point of\n"
+             "its time axis. uni_pc + simple, 30 steps, cfg 6 as in ComfyUI's Wan example."),
+        node("unet", "UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default"),
+        node("clip", "CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan"),
+        node("vae", "VAELoader", vae_name="wan_2.1_vae.safetensors"),
+        node("shift", "ModelSamplingSD3", {"model": ("unet", "MODEL")}, shift=8.0),
+        node("pos", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Positive",
+             text="a red fox trotting through fresh snow in a sunlit forest, slow tracking shot"),
+        node("neg", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Negative", text=NEGATIVE),
+        node("base", "SelfCascadeBaseLatent", {"model": ("shift", "MODEL")}, target_width=1664, target_height=960,
+             batch_size=1, length=33),
+        sampler(model="shift", steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
+        node("decode", "VAEDecode", {"samples": ("cascade", "LATENT"), "vae": ("vae", "VAE")}),
+        node("save", "SaveAnimatedWEBP", {"images": ("decode", "IMAGE")}, filename_prefix="selfcascade/wan_1664x960",
+             fps=16.0, lossless=False, quality=90, method="default"),
+    ],
+}
+
+
+def build_all(frontend) -> dict[str, dict]:
+    """Each workflow as the frontend serializes it, by file name (without .json)."""
+    return {name: frontend.helper("build", {"nodes": nodes}) for name, nodes in WORKFLOWS.items()}
+
+
+def main() -> None:
+    sys.path[:0] = [str(REPO / "tests" / "server"), str(REPO / "tests" / "browser")]
+    from frontend import Frontend
+    from harness import ComfyServer
+
+    OUT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as workdir, ComfyServer.for_checkout(Path(workdir)) as server, \
+            Frontend(server.url) as frontend:
+        for name, workflow in build_all(frontend).items():
+            (OUT / f"{name}.json").write_text(json.dumps(workflow, indent=1) + "\n")
+            print(f"wrote {OUT.relative_to(REPO)}/{name}.json ({len(workflow['nodes'])} nodes)")
+
+
+if __name__ == "__main__":
+    main()
