@@ -197,3 +197,13 @@ def test_pixel_space_pivot_equals_decode_resize_encode():
     reference = SamplerCustom.execute(model, True, SEED + 1, CFG, positive, negative, sampler, sigmas, pivot).result[0]
     assert ours.shape == (1, 4, 16, 16)
     torch.testing.assert_close(ours, reference["samples"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler_name, scheduler", [("euler_ancestral", "karras"), ("dpmpp_2m", "sgm_uniform"),
+                                                     ("uni_pc", "simple"), ("ddim", "ddim_uniform"),
+                                                     ("dpmpp_sde", "beta"), ("lcm", "exponential")])
+def test_any_host_sampler_and_scheduler(sampler_name, scheduler):
+    ours, ui = node_cascade(build_model("sd15"), "sd15", empty_latent("sd15"), sampler_name=sampler_name,
+                            scheduler=scheduler)
+    assert ours.shape == (1, 4, 16, 16) and torch.isfinite(ours).all()
+    assert "stage 1: 128x128" in ui["text"][0]
