@@ -164,10 +164,12 @@ def write_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metad
     try:
         safetensors.torch.save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temp, metadata)
         os.replace(temp, path)
-    except BaseException:
+    except OSError as error:
+        raise OSError(error.errno, f"could not write '{path}' ({error.strerror or error}); free disk space or "
+                                   "choose another folder") from error
+    finally:
         if os.path.exists(temp):
             os.remove(temp)
-        raise
 
 
 class TrainingCache:

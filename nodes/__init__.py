@@ -2,11 +2,12 @@
 from .api import ComfyExtension, io
 from .adapter_nodes import NODES as ADAPTER_NODES
 from .cascade_nodes import NODES as CASCADE_NODES
+from .training_nodes import NODES as TRAINING_NODES
 
 
 class SelfCascadeExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*CASCADE_NODES, *ADAPTER_NODES]
+        return [*CASCADE_NODES, *ADAPTER_NODES, *TRAINING_NODES]
 
 
 async def comfy_entrypoint() -> SelfCascadeExtension:
