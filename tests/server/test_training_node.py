@@ -1,0 +1,91 @@
+"""Train Upsampler Adapter on the real server, from a workflow: it trains the tiny SD1.5, saves to
+models/upsampler_adapters, and Load Upsampler Adapter then lists it and the cascade samples with it.
+
+This module overrides ``comfy_server`` with a server whose upsampler_adapters folder is a temporary
+one: the node writes there, never into the host tree.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness import ComfyServer, Graph
+
+
+@pytest.fixture(scope="module")
+def adapter_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("upsampler_adapters")
+
+
+@pytest.fixture(scope="module")
+def comfy_server(tmp_path_factory, adapter_folder):
+    """Overrides the session server for this module (conftest's ``comfy`` client then talks to it)."""
+    with ComfyServer.for_checkout(tmp_path_factory.mktemp("comfy-training"),
+                                  model_paths={"upsampler_adapters": str(adapter_folder)}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for index in range(2):
+        pixels = np.random.default_rng(index).integers(0, 255, (72, 80, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"image{index}.png")
+    return folder
+
+
+def training_graph(image_folder, save_name: str, steps: int = 3, overwrite: bool = False) -> tuple[Graph, str]:
+    graph = Graph()
+    train = graph.node("TrainUpsamplerAdapter", model=graph.node("TinyModelLoader", family="sd15", seed=0),
+                       vae=graph.node("TinyVAE", seed=0), conditioning=graph.node("TinyConditioning", family="sd15", seed=0),
+                       image_folder=str(image_folder), resolution=64, steps=steps, variant="lite", injection="skip",
+                       pivot_strength=0.7, learning_rate=0.01, batch_size=1, seed=0, save_name=save_name,
+                       overwrite=overwrite)
+    return graph, train.id
+
+
+def combo_options(spec: list) -> list:
+    """A combo input's options in /object_info: ``[[options], {...}]`` or ``["COMBO", {"options": [...]}]``."""
+    return spec[0] if isinstance(spec[0], list) else spec[1]["options"]
+
+
+def test_trained_adapter_is_saved_listed_and_loadable(comfy, adapter_folder, images):
+    adapters = adapter_folder
+    graph, train = training_graph(images, "tiny-trained")
+    report = comfy.run(graph).text(train)
+    assert "saved tiny-trained.safetensors: 3 steps on 2 images" in report
+    assert sorted(p.name for p in adapters.iterdir()) == ["tiny-trained.safetensors"]  # no state sidecar, no temp
+
+    info = comfy.get("/object_info/LoadUpsamplerAdapter").json()["LoadUpsamplerAdapter"]
+    assert "tiny-trained.safetensors" in combo_options(info["input"]["required"]["adapter_name"])
+
+    use = Graph()
+    loader = use.node("LoadUpsamplerAdapter", adapter_name="tiny-trained.safetensors")
+    sampler = use.node("SelfCascadeKSampler", model=use.node("TinyModelLoader", family="sd15", seed=0), seed=0, steps=4,
+                       cfg=3.0, sampler_name="euler", scheduler="normal",
+                       positive=use.node("TinyConditioning", family="sd15", seed=0),
+                       negative=use.node("TinyConditioning", family="sd15", seed=1),
+                       latent_image=use.node("EmptyLatentImage", width=32, height=32, batch_size=1), scale_by=2.0,
+                       target_width=0, target_height=0, pivot_strength=0.7, upscale_method="bilinear", stage_steps=0,
+                       denoise=1.0, upsampler_adapter=loader)
+    save = use.node("SaveLatent", samples=sampler, filename_prefix="trained-adapter")
+    result = comfy.run(use)
+    assert result.latent(save.id).shape == (1, 4, 8, 8)
+    summary = result.text(loader.id)
+    assert "lite upsampler adapter for sd15" in summary and "steps: 3" in summary and "resolution: 64x64" in summary
+
+
+def test_an_existing_name_is_refused_and_kept(comfy, adapter_folder, images):
+    existing = adapter_folder / "taken.safetensors"
+    existing.write_bytes(b"someone's adapter")
+    graph, _ = training_graph(images, "taken", steps=2)
+    error = comfy.expect_execution_error(graph)
+    assert error.node_type == "TrainUpsamplerAdapter" and "already exists" in error.message
+    assert existing.read_bytes() == b"someone's adapter"
+
+
+def test_an_empty_image_folder_is_refused(comfy, tmp_path):
+    graph, _ = training_graph(tmp_path, "never-written")
+    error = comfy.expect_execution_error(graph)
+    assert "holds no" in error.message and str(tmp_path) in error.message
