@@ -1,0 +1,49 @@
+"""Fixtures for tests through the real server: one ComfyUI per session, one WebSocket client per test.
+
+``comfy_server`` starts ComfyUI once, with this checkout and the tiny test pack as its only custom
+nodes, and always stops it. ``comfy`` is a ``harness.ComfyClient`` on it. When a test that used the
+server fails, the server's log lines written during that test are added to the failure report.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Iterator
+
+import pytest
+
+from harness import ComfyClient, ComfyServer
+
+LOG_START = pytest.StashKey[int]()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+    with ComfyServer.for_checkout(tmp_path_factory.mktemp("comfy")) as server:
+        yield server
+
+
+@pytest.fixture
+def comfy(comfy_server: ComfyServer, request: pytest.FixtureRequest) -> Iterator[ComfyClient]:
+    comfy_server.check_alive()
+    request.node.stash[LOG_START] = comfy_server.log_size()
+    with ComfyClient(comfy_server.url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def shipped_node_ids() -> set[str]:
+    """Ids of the nodes in every ``NODES`` list under ``nodes/``: new node modules are covered by themselves."""
+    import selfcascade.nodes as package
+
+    modules = [importlib.import_module(f"{package.__name__}.{info.name}") for info in pkgutil.iter_modules(package.__path__)]
+    return {node.define_schema().node_id for module in modules for node in getattr(module, "NODES", [])}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    server = getattr(item, "funcargs", {}).get("comfy_server")
+    if report.failed and server is not None:
+        report.sections.append(("ComfyUI server log", server.log_text(item.stash.get(LOG_START, 0))))
+    return report

@@ -1,0 +1,332 @@
+"""Run the real ComfyUI headless and drive it over HTTP and WebSocket, the way its frontend does.
+
+Why: our nodes must be tested where users run them, in the host's own server, loaded by its own
+custom-node loader. Used by the ``tests/server`` fixtures and by ``scripts/main_job.py``.
+
+API
+- ``ComfyServer.for_checkout(workdir, model_paths=None, cpu=True)``: a server whose custom nodes
+  are this checkout (as ``ComfyUI-SelfCascade``) and ``tests/tiny_pack``, and nothing else of ours.
+  ``ComfyServer(custom_nodes_dir, workdir, ...)`` serves any custom-nodes folder. Use it as a context
+  manager (or ``start()`` / ``stop()``); ``start()`` returns once the HTTP API answers. Attributes:
+  ``url``, ``output_dir`` (``workdir/output`` unless given), ``log_path``; ``log_text(since=0)`` and ``log_size()`` read the captured
+  server log (stdout and stderr). Model folders such as ``upsampler_adapters`` are added with
+  ``model_paths={"upsampler_adapters": "/abs/dir"}``.
+- ``Graph``: builds API-format prompts: ``g = Graph(); m = g.node("TinyModelLoader", family="sd15",
+  seed=0); g.node("KSampler", model=m, ...)``. A ``Node`` as an input links its output 0; ``m.out(i)``
+  links output ``i``. ``g.prompt`` is the dict that ``/prompt`` takes.
+- ``ComfyClient(url)`` (one WebSocket per client; ``close()`` it, or use ``with``):
+  ``run(prompt, timeout=600) -> RunResult`` queues, follows ``/ws`` until ``executing`` with
+  ``node: null``, reads ``/history``; raises ``ExecutionFailed`` (node id, type, message, traceback)
+  or ``PromptRejected`` (HTTP 400 with ``node_errors``). ``expect_validation_error(prompt) ->
+  PromptRejected`` and ``expect_execution_error(prompt) -> ExecutionError`` fail the test when the
+  prompt does not fail that way. Also ``queue``, ``history``, ``object_info``, ``view``.
+- ``RunResult``: ``prompt_id``, ``outputs`` (node id -> UI dict from ``/history``) and readers of
+  what output nodes wrote: ``latent(node_id)`` (SaveLatent's tensor), ``images(node_id)`` (SaveImage
+  and PreviewImage as PIL images), ``text(node_id)`` (UI text such as PreviewText).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import requests
+import safetensors.torch
+import torch
+import websocket
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+from _bootstrap import find_comfyui  # noqa: E402
+
+PACK_NAME = "ComfyUI-SelfCascade"  # the folder name ComfyUI-Manager gives a git clone of this repo
+TINY_PACK = REPO / "tests" / "tiny_pack"
+START_TIMEOUT_S = 180
+LOG_TAIL_CHARS = 6000
+
+
+class ServerError(RuntimeError):
+    """The server did not start or died; the message ends with its log."""
+
+
+class PromptRejected(AssertionError):
+    """``/prompt`` answered 400: the prompt failed validation before anything ran."""
+
+    def __init__(self, body: dict):
+        self.body = body
+        self.error: dict = body.get("error", {})
+        self.node_errors: dict = body.get("node_errors", {})
+        lines = [f"prompt rejected: {self.error.get('message', '?')} {self.error.get('details', '')}".rstrip()]
+        for node_id, entry in self.node_errors.items():
+            for error in entry.get("errors", []):
+                lines.append(f"  node {node_id} ({entry.get('class_type')}): {error.get('type')}: "
+                             f"{error.get('message')} {error.get('details', '')}".rstrip())
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    """The host's ``execution_error`` event: which node failed, and how."""
+
+    node_id: str
+    node_type: str
+    exception_type: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def from_event(cls, data: dict) -> ExecutionError:
+        return cls(str(data.get("node_id")), str(data.get("node_type")), str(data.get("exception_type")),
+                   str(data.get("exception_message", "")).strip(), "".join(data.get("traceback") or []))
+
+
+class ExecutionFailed(AssertionError):
+    def __init__(self, prompt_id: str, error: ExecutionError):
+        self.error = error
+        super().__init__(f"prompt {prompt_id} failed in node {error.node_id} ({error.node_type}): "
+                         f"{error.exception_type}: {error.message}\n{error.traceback}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def link_custom_nodes(directory: Path) -> Path:
+    """A custom-nodes folder holding only links to this checkout and the tiny test pack."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, target in ((PACK_NAME, REPO), ("tiny_pack", TINY_PACK)):
+        link = directory / name
+        if not link.is_symlink():
+            link.symlink_to(target, target_is_directory=True)
+    return directory
+
+
+class ComfyServer:
+    """One ``main.py`` process with private folders (output, input, temp, user) under ``workdir``."""
+
+    def __init__(self, custom_nodes_dir: Path, workdir: Path, model_paths: Optional[dict[str, str]] = None,
+                 output_dir: Optional[Path] = None, cpu: bool = True, extra_args: tuple[str, ...] = ()):
+        self.workdir = Path(workdir).resolve()
+        self.comfyui = find_comfyui()
+        self.output_dir = Path(output_dir).resolve() if output_dir else self.workdir / "output"
+        self.log_path = self.workdir / "server.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._paths = {"custom_nodes": str(Path(custom_nodes_dir).resolve()), **(model_paths or {})}
+        self._cpu = cpu
+        self._extra_args = extra_args
+        self._process: Optional[subprocess.Popen] = None
+
+    @classmethod
+    def for_checkout(cls, workdir: Path, **options) -> ComfyServer:
+        return cls(link_custom_nodes(Path(workdir) / "custom_nodes"), workdir, **options)
+
+    def command(self) -> list[str]:
+        folders = {"output": self.output_dir, **{name: self.workdir / name for name in ("input", "temp", "user")}}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "extra_model_paths.yaml"
+        config.write_text(json.dumps({"selfcascade_tests": self._paths}, indent=2))  # JSON is YAML
+        return [sys.executable, str(self.comfyui / "main.py"), *(["--cpu"] if self._cpu else []),
+                "--listen", "127.0.0.1", "--port", str(self.port), "--extra-model-paths-config", str(config),
+                *(arg for name, folder in folders.items() for arg in (f"--{name}-directory", str(folder))),
+                # a private file: an in-memory database logs thread errors on every prompt (0.3.75)
+                "--database-url", f"sqlite:///{self.workdir / 'comfyui.db'}", *self._extra_args]
+
+    def start(self) -> ComfyServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(self.command(), cwd=self.comfyui, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if requests.get(f"{self.url}/system_stats", timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise ServerError(f"ComfyUI did not answer within {START_TIMEOUT_S} s\n{self.log_tail()}")
+
+    def check_alive(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            code = None if self._process is None else self._process.returncode
+            raise ServerError(f"ComfyUI is not running (exit code {code})\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_text(self, since: int = 0) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            return log.read().decode("utf-8", errors="replace")
+
+    def log_tail(self) -> str:
+        return f"--- ComfyUI log ({self.log_path}), last part ---\n{self.log_text()[-LOG_TAIL_CHARS:]}"
+
+    def __enter__(self) -> ComfyServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+
+    def out(self, index: int) -> list:
+        return [self.id, index]
+
+
+@dataclass
+class Graph:
+    prompt: dict[str, dict] = field(default_factory=dict)
+
+    def node(self, class_type: str, **inputs: Any) -> Node:
+        node = Node(str(len(self.prompt) + 1))
+        linked = {name: value.out(0) if isinstance(value, Node) else value for name, value in inputs.items()}
+        self.prompt[node.id] = {"class_type": class_type, "inputs": linked}
+        return node
+
+
+@dataclass
+class RunResult:
+    prompt_id: str
+    outputs: dict[str, dict]
+    client: ComfyClient = field(repr=False)
+
+    def files(self, node_id: str, kind: str) -> list[dict]:
+        entries = self.outputs.get(str(node_id), {}).get(kind)
+        if not entries:
+            raise AssertionError(f"node {node_id} has no '{kind}' output; outputs: {self.outputs}")
+        return entries
+
+    def latent(self, node_id: str, index: int = 0) -> torch.Tensor:
+        """The tensor a SaveLatent node wrote."""
+        data = self.client.view(self.files(node_id, "latents")[index])
+        return safetensors.torch.load(data)["latent_tensor"]
+
+    def images(self, node_id: str) -> list[Image.Image]:
+        return [Image.open(io.BytesIO(self.client.view(entry))) for entry in self.files(node_id, "images")]
+
+    def text(self, node_id: str) -> str:
+        return "\n".join(self.files(node_id, "text"))
+
+
+class ComfyClient:
+    def __init__(self, url: str, timeout_s: float = 600):
+        self.url = url
+        self.timeout_s = timeout_s
+        self.client_id = uuid.uuid4().hex
+        self._ws = websocket.create_connection(f"ws{url.removeprefix('http')}/ws?clientId={self.client_id}",
+                                               timeout=timeout_s)
+
+    def close(self) -> None:
+        self._ws.close()
+
+    def __enter__(self) -> ComfyClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def get(self, path: str, **params) -> requests.Response:
+        response = requests.get(f"{self.url}{path}", params=params, timeout=60)
+        response.raise_for_status()
+        return response
+
+    def object_info(self) -> dict:
+        return self.get("/object_info").json()
+
+    def history(self, prompt_id: str) -> dict:
+        return self.get(f"/history/{prompt_id}").json()[prompt_id]
+
+    def view(self, file_ref: dict) -> bytes:
+        """A file an output node wrote, by its ``{"filename", "subfolder", "type"}`` entry."""
+        return self.get("/view", filename=file_ref["filename"], subfolder=file_ref.get("subfolder", ""),
+                        type=file_ref.get("type", "output")).content
+
+    def queue(self, prompt: dict | Graph) -> str:
+        prompt = prompt.prompt if isinstance(prompt, Graph) else prompt
+        response = requests.post(f"{self.url}/prompt", json={"prompt": prompt, "client_id": self.client_id},
+                                 timeout=60)
+        if response.status_code == 400:
+            raise PromptRejected(response.json())
+        response.raise_for_status()
+        return response.json()["prompt_id"]
+
+    def wait(self, prompt_id: str) -> Optional[ExecutionError]:
+        """Follow ``/ws`` until the prompt is done; its execution error, if any."""
+        error = None
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            try:
+                frame = self._ws.recv()
+            except websocket.WebSocketTimeoutException:
+                break
+            if not isinstance(frame, str):
+                continue  # binary preview images
+            message = json.loads(frame)
+            data = message.get("data", {})
+            if data.get("prompt_id") != prompt_id:
+                continue
+            if message["type"] == "execution_error":
+                error = ExecutionError.from_event(data)
+            elif message["type"] == "executing" and data.get("node") is None:
+                return error
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {self.timeout_s} s")
+
+    def run(self, prompt: dict | Graph) -> RunResult:
+        prompt_id = self.queue(prompt)
+        error = self.wait(prompt_id)
+        if error is not None:
+            raise ExecutionFailed(prompt_id, error)
+        entry = self.history(prompt_id)
+        status = entry.get("status", {})
+        if status.get("status_str") != "success":
+            raise AssertionError(f"prompt {prompt_id} ended with status {status}")
+        return RunResult(prompt_id, entry.get("outputs", {}), self)
+
+    def expect_validation_error(self, prompt: dict | Graph) -> PromptRejected:
+        try:
+            prompt_id = self.queue(prompt)
+        except PromptRejected as rejected:
+            return rejected
+        self.wait(prompt_id)
+        raise AssertionError(f"prompt {prompt_id} was accepted; a validation error was expected")
+
+    def expect_execution_error(self, prompt: dict | Graph) -> ExecutionError:
+        prompt_id = self.queue(prompt)
+        error = self.wait(prompt_id)
+        if error is None:
+            raise AssertionError(f"prompt {prompt_id} ran without error; an execution error was expected")
+        return error
+
