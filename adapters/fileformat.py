@@ -148,15 +148,16 @@ def _check_header(path: Path) -> None:
     """Reject what is not a complete safetensors file before parsing it (cheap, and names the problem)."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        head = handle.read(8)
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        raise AdapterError(f"{path}: this is a pickle (.pth) file, not safetensors; if it is the official "
+        head = handle.read(9)
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip container
+        raise AdapterError(f"{path}: this is a pickle (.pth) checkpoint, not safetensors; if it is the official "
                            f"upsampler_only.pth, {CONVERT_HINT}.")
-    if len(head) < 8:
+    if len(head) < 9:
         raise AdapterError(f"{path}: the file is truncated ({size} bytes); re-download or re-save it.")
-    (header_bytes,) = struct.unpack("<Q", head)
-    if header_bytes > MAX_HEADER_BYTES:
-        raise AdapterError(f"{path}: not a safetensors adapter (header of {header_bytes} bytes); choose an adapter file.")
+    (header_bytes,) = struct.unpack("<Q", head[:8])
+    if header_bytes > MAX_HEADER_BYTES or head[8:9] != b"{":
+        raise AdapterError(f"{path}: not a safetensors adapter (no JSON header); choose an adapter file, or if it is "
+                           f"the official upsampler_only.pth, {CONVERT_HINT}.")
     if 8 + header_bytes > size:
         raise AdapterError(f"{path}: the file is truncated ({size} bytes, header alone needs {8 + header_bytes}); "
                            "re-download or re-save it.")
@@ -242,6 +243,8 @@ def save_adapter(path: Path | str, adapter: UpsamplerAdapter, overwrite: bool = 
         raise AdapterError(f"{path}: adapters are saved as .safetensors; choose a name ending in .safetensors.")
     if path.exists() and not overwrite:
         raise AdapterError(f"{path}: exists; choose another name or pass overwrite=True.")
+    if not path.parent.is_dir():
+        raise AdapterError(f"{path}: the folder {path.parent} does not exist; create it first.")
     metadata = spec_to_metadata(adapter.spec)
     spec_from_metadata(metadata, str(path))  # refuse to write what we could not read back
     state = {key: value.detach().to("cpu").contiguous() for key, value in adapter.module.state_dict().items()}

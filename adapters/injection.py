@@ -99,6 +99,7 @@ class UpsamplerInjection:
         return self
 
     def to(self, device_or_dtype) -> "UpsamplerInjection":
+        """The host's load hook: the pivot follows the device; dtypes need nothing (modules cast at call time)."""
         if isinstance(device_or_dtype, torch.device):
             self.pivot = self.pivot.to(device_or_dtype)
             self._resized = None

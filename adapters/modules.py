@@ -59,7 +59,7 @@ class AdapterSpec:
         lines = [f"{self.variant} upsampler adapter for {self.family}",
                  f"injection: {self.injection} at {points}",
                  f"channels: {', '.join(map(str, self.channels))}; embedding width {self.emb_dim}",
-                 f"trained for t in [{self.k_range[0]:g}, {self.k_range[1]:g}] of the time range"]
+                 f"training range: t in [{self.k_range[0]:g}, {self.k_range[1]:g}] of the time range"]
         lines += [f"{key}: {value}" for key, value in self.provenance.items()]
         return "\n".join(lines)
 

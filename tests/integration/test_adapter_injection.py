@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 
+import comfy.model_management
 import comfy.patcher_extension
 import nodes as core
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample
@@ -227,6 +228,14 @@ def test_adapter_weights_exist_once_however_many_clones():
     assert modules == {id(adapter.module)}
     assert storages == {p.untyped_storage().data_ptr() for p in adapter.module.parameters()}
     assert len(storages) == len(list(adapter.module.parameters()))
+
+
+def test_the_host_loads_the_adapter_with_the_model():
+    model = build_model("sd15")
+    adapter = new_adapter(model)
+    cascade(model, "sd15", with_adapter(adapter))
+    loaded = [entry.model for entry in comfy.model_management.current_loaded_models]
+    assert any(patcher is not None and patcher.model is adapter.module for patcher in loaded)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

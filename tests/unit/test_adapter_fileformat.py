@@ -1,6 +1,7 @@
 """Adapter files: round trip, atomic writes, strict official conversion, and clear refusals of bad files."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -168,7 +169,7 @@ def test_pickle_that_is_not_the_official_layout_is_refused(tmp_path):
     with pytest.raises(AdapterError, match="not the official Self-Cascade layout"):
         load_adapter(tmp_path / "other.pth")
     (tmp_path / "renamed.safetensors").write_bytes((tmp_path / "other.pth").read_bytes())
-    with pytest.raises(AdapterError, match="pickle.*convert_official_adapter"):
+    with pytest.raises(AdapterError, match="pickle.*checkpoint.*convert_official_adapter"):
         load_adapter(tmp_path / "renamed.safetensors")
 
 
@@ -189,6 +190,28 @@ def test_malicious_pickle_does_not_execute(tmp_path):
     with pytest.raises(AdapterError, match="weights-only.*never unpickled"):
         load_adapter(tmp_path / "evil.pth")
     assert not marker.exists()
+
+
+def test_header_lengths_that_look_like_pickle_opcodes_still_load(tmp_path):
+    """A header of 128 + 256 k bytes starts with 0x80, pickle's first opcode: only the content may decide."""
+    adapter = lite_adapter()
+    path = tmp_path / "a.safetensors"
+    for padding in range(300):
+        spec = dataclasses.replace(adapter.spec, provenance={"pad": "x" * padding})
+        save_adapter(path, UpsamplerAdapter(spec, adapter.module), overwrite=True)
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    assert load_adapter(path).spec.provenance["pad"] == "x" * padding
+
+
+def test_other_files_are_refused_as_not_safetensors(tmp_path):
+    (tmp_path / "notes.safetensors").write_text("just some text that is long enough")
+    with pytest.raises(AdapterError, match="not a safetensors adapter"):
+        load_adapter(tmp_path / "notes.safetensors")
+    with pytest.raises(AdapterError, match="folder .* does not exist"):
+        save_adapter(tmp_path / "missing" / "a.safetensors", lite_adapter())
 
 
 def test_missing_file_names_the_folder(tmp_path):
