@@ -234,11 +234,10 @@ def examples_for(records: list[ImageRecord], cache: TrainingCache, seed: int, wi
 
 
 def encode_missing(records: list[ImageRecord], examples: list[Example], vae, seed: int, width: int, height: int,
-                   progress: Optional[Callable[[int, int], None]] = None) -> int:
-    """Encode the examples whose cache file is missing; returns how many were encoded."""
+                   progress: Optional[Callable[[int, int], None]] = None) -> None:
+    """Encode the examples whose cache file is missing (``progress(done, total)`` after each)."""
     missing = [(record, example) for record, example in zip(records, examples) if not example.latent_file.exists()]
     for done, (record, example) in enumerate(missing, start=1):
         encode_example(vae, record, crop_origin(seed, record, width, height), width, height, example.latent_file)
         if progress is not None:
             progress(done, len(missing))
-    return len(missing)

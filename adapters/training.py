@@ -476,8 +476,8 @@ class Trainer:
         self.loss = float(metadata["loss"])
 
 
-def read_state(adapter_path: str | os.PathLike) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """(metadata, tensors) of a checkpoint's state sidecar, checked to be ours."""
+def read_state(adapter_path: str | os.PathLike, with_tensors: bool = True) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a checkpoint's state sidecar, checked to be ours (tensors empty if not wanted)."""
     sidecar = state_path(adapter_path)
     if not sidecar.is_file():
         raise TrainingInputError(f"'{adapter_path}' has no training state '{sidecar.name}' next to it; resume from a "
@@ -485,7 +485,7 @@ def read_state(adapter_path: str | os.PathLike) -> tuple[dict[str, str], dict[st
     try:
         with safetensors.safe_open(str(sidecar), "pt") as handle:
             metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()} if with_tensors else {}
     except Exception as error:  # safetensors' own parse errors: truncated or not safetensors
         raise TrainingInputError(f"'{sidecar}' is corrupt or truncated ({error}); resume from another checkpoint.") from None
     if metadata.get("format") != STATE_FORMAT:
@@ -494,10 +494,10 @@ def read_state(adapter_path: str | os.PathLike) -> tuple[dict[str, str], dict[st
     return metadata, tensors
 
 
-def settings_from_checkpoint(adapter_path: str | os.PathLike) -> TrainingSettings:
-    """The settings a checkpoint was trained with (a resumed run keeps them, except the step count)."""
-    metadata, _ = read_state(adapter_path)
-    return TrainingSettings(**json.loads(metadata["settings"]))
+def checkpoint_progress(adapter_path: str | os.PathLike) -> tuple[TrainingSettings, int]:
+    """The settings a checkpoint was trained with and the steps it has done (weights not read)."""
+    metadata, _ = read_state(adapter_path, with_tensors=False)
+    return TrainingSettings(**json.loads(metadata["settings"])), int(metadata["step"])
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:

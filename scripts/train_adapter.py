@@ -148,14 +148,14 @@ def train(args: argparse.Namespace, load_models: Callable[[argparse.Namespace], 
 
     from selfcascade.adapters.dataset import TrainingCache
     from selfcascade.adapters.fileformat import load_adapter
-    from selfcascade.adapters.training import (Trainer, TrainingSettings, checkpoint_path, fresh_adapter, join_torchrun,
-                                               prepare_data, read_state, settings_from_checkpoint)
+    from selfcascade.adapters.training import (Trainer, TrainingSettings, checkpoint_path, checkpoint_progress,
+                                               fresh_adapter, join_torchrun, prepare_data)
 
     group = join_torchrun()
     say = print if group.is_main else (lambda *_, **__: None)
     if args.resume:
-        settings = replace(settings_from_checkpoint(args.resume), steps=args.steps, precision=args.precision)
-        start = int(read_state(args.resume)[0]["step"])
+        trained, start = checkpoint_progress(args.resume)
+        settings = replace(trained, steps=args.steps, precision=args.precision)
     else:
         settings = TrainingSettings(*args.resolution, steps=args.steps, strength=args.strength, learning_rate=args.lr,
                                     weight_decay=args.weight_decay, batch_size=args.batch_size,

@@ -135,3 +135,15 @@ def test_a_full_disk_while_saving_leaves_no_file(images, tmp_path, capsys, monke
     assert cli(images, output, "--steps", 2, "--checkpoint-every", 0, cache=tmp_path / "cache") == 2
     assert "free disk space" in capsys.readouterr().err
     assert list(output.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("model_args, message", [
+    ([], "give the base model"),
+    (["--checkpoint", "missing.safetensors"], "missing.safetensors"),
+    (["--diffusion-model", "unet.safetensors"], "needs --vae and --text-encoder"),
+])
+def test_the_file_loader_names_what_is_missing(images, tmp_path, capsys, model_args, message):
+    output = tmp_path / "out.safetensors"
+    args = ["--images", str(images), "--output", str(output), "--resolution", "64", "--steps", "2", *model_args]
+    assert train_adapter.main(args) == 2
+    assert message in capsys.readouterr().err and not output.exists()
