@@ -38,7 +38,7 @@ def _settings(query) -> dict:
         try:
             settings[name] = parse(raw) if raw != "" else default
         except ValueError:
-            raise PlanError(f"{name} = '{raw}' is not a {parse.__name__}.") from None
+            raise PlanError(f"{name} = '{raw}' is not a number.") from None
     return settings
 
 

@@ -206,6 +206,29 @@ WORKFLOWS: dict[str, list[dict]] = {
         node("save", "SaveAnimatedWEBP", {"images": ("decode", "IMAGE")}, filename_prefix="selfcascade/wan_1664x960",
              fps=16.0, lossless=False, quality=90, method="default"),
     ],
+    "train_upsampler_adapter": [
+        note("Train your own upsampler adapter (Self-Cascade's cheap tuning), then try it.\n\n"
+             "Put 50+ images of at least 2048x2048 in ComfyUI/input/upsampler_training.\n"
+             "The model stays frozen; only the small adapter learns (paper: about 4k steps\n"
+             "for 4x the pixels, 10k for 16x). resolution is the crop and target size; the\n"
+             "pivot is half of it. The adapter is saved to models/upsampler_adapters/\n"
+             "sdxl_2048_lite.safetensors and used right away by the sampler below.\n"
+             "Training takes hours on one GPU: queue it once, then reuse the saved file with\n"
+             "Load Upsampler Adapter. scripts/train_adapter.py adds captions and resuming."),
+        node("ckpt", "CheckpointLoaderSimple", ckpt_name="sd_xl_base_1.0.safetensors"),
+        node("caption", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Caption for every image", text=""),
+        node("train", "TrainUpsamplerAdapter", {"model": ("ckpt", "MODEL"), "vae": ("ckpt", "VAE"),
+                                                "conditioning": ("caption", "CONDITIONING")},
+             image_folder="upsampler_training", resolution=2048, steps=4000, variant="lite", injection="skip",
+             pivot_strength=0.7, learning_rate=5e-5, batch_size=1, seed=0, save_name="sdxl_2048_lite",
+             overwrite=False),
+        node("pos", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Positive", text=PROMPT),
+        node("neg", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Negative", text=NEGATIVE),
+        node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=2048, target_height=2048,
+             batch_size=1, length=1),
+        sampler(extra_links={"upsampler_adapter": ("train", "UPSAMPLER_ADAPTER")}, adapter_strength=1.0),
+        *decode_and_save("sdxl_2048_trained_adapter"),
+    ],
 }
 
 

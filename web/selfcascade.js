@@ -34,7 +34,7 @@ function baseSize(node) {
     const size = (name) => latent.widgets.find((w) => w.name === name)?.value;
     return { width: size("width"), height: size("height") };
   }
-  if (latent?.type === BASE_LATENT) return { from: "the model's native size at the target's aspect" };
+  if (latent?.type === BASE_LATENT) return { from: "the model's native size" };
   return { from: "the latent's size" };
 }
 
@@ -59,7 +59,7 @@ function planText(answer, baseFrom, strength) {
     answer.stages.forEach((stage, index) => lines.push(
       `  ${index === 0 ? "base   " : `stage ${index}`}  ${stage.width}x${stage.height}  ${stage.steps} steps`));
   } else {
-    lines.push(`  base     ${baseFrom}: the stage sizes are planned when it runs`,
+    lines.push(`  base     ${baseFrom} (sizes planned at run time)`,
       `  each high-resolution stage  ${answer.stage_steps} steps`);
   }
   return [...lines, ...answer.notes.map((note) => `  note: ${note}`)].join("\n");
@@ -81,7 +81,7 @@ function addPanel(node) {
     serialize: false, // shown, never saved nor sent: the route and the run fill it
     getValue: () => [plan.textContent, report.textContent].filter(Boolean).join("\n"),
     setValue: () => {},
-    getMinHeight: () => 110,
+    getMinHeight: () => 180,
   });
   panel.serialize = false;
 

@@ -1,0 +1,75 @@
+"""One ComfyUI server and one Chromium page for all browser tests.
+
+The server is the test harness's (``tests/server/harness.py``): this checkout and the tiny test pack
+as its custom nodes, plus an ``upsampler_adapters`` folder holding one adapter made for the tiny
+SDXL model and two images in ``input/upsampler_training``, so the tuned and training workflows run
+too. ``page`` is the session's ``Frontend``; a test fails when the page logged an error (known
+frontend noise aside) while it ran. With
+``SELFCASCADE_SCREENSHOTS=1`` the tests also refresh the committed pictures (see ``screenshots``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+from harness import ComfyServer  # noqa: E402
+
+from frontend import Frontend  # noqa: E402
+from tiny_swap import TINY_ADAPTER  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+def _tiny_adapter_folder(folder: Path) -> Path:
+    from selfcascade.adapters.fileformat import save_adapter
+    from selfcascade.adapters.modules import new_adapter
+    from tiny_pack.models import build_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_adapter(folder / TINY_ADAPTER, new_adapter(build_model("sdxl")))
+    return folder
+
+
+def _training_images(folder: Path, count: int = 2, side: int = 160) -> None:
+    """Images for the training workflow, where it looks by default (ComfyUI's input folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for index in range(count):
+        pixels = (torch.rand((side, side, 3), generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"noise_{index}.png")
+
+
+@pytest.fixture(scope="session")
+def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+    workdir = tmp_path_factory.mktemp("browser")
+    adapters = _tiny_adapter_folder(workdir / "upsampler_adapters")
+    _training_images(workdir / "input" / "upsampler_training")
+    with ComfyServer.for_checkout(workdir, model_paths={"upsampler_adapters": str(adapters)}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def session_page(browser_server: ComfyServer) -> Iterator[Frontend]:
+    with Frontend(browser_server.url) as frontend:
+        yield frontend
+
+
+@pytest.fixture
+def page(session_page: Frontend, browser_server: ComfyServer) -> Iterator[Frontend]:
+    session_page.problems()  # what earlier tests left is theirs
+    yield session_page
+    browser_server.check_alive()
+    problems = session_page.problems()
+    assert not problems, "the page logged errors:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> bool:
+    """``SELFCASCADE_SCREENSHOTS=1``: the tests also write docs/images/*.png and example_workflows/*.jpg."""
+    return os.environ.get("SELFCASCADE_SCREENSHOTS") == "1"

@@ -1,0 +1,109 @@
+"""The web extension in the real frontend: live plan, warning before queueing, in-app help."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+from build_node_docs import DOCS, pages  # noqa: E402
+
+PANEL = "cascade_plan"
+SD15 = REPO / "example_workflows" / "sd15_512_to_2048_tuning_free.json"
+
+
+def panel_when(page, node_id: int, shows: str, lacks: str = "\0", timeout_s: float = 10) -> str:
+    """The sampler's panel text once it shows ``shows`` and not ``lacks`` (plans are fetched asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        text = page.helper("widgetValue", node_id, PANEL)
+        if shows in text and lacks not in text:
+            return text
+        time.sleep(0.1)
+    raise AssertionError(f"the panel never showed {shows!r} without {lacks!r}; it shows:\n{text}")
+
+
+def test_plan_follows_the_settings_and_the_latent(page):
+    page.helper("load", json.loads(SD15.read_text()), SD15.name)
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    latent = page.helper("nodeIdsOfType", "EmptyLatentImage")[0]
+    # the paper's 512 -> 2048 in two stages, 35 of 50 steps below K = 0.7
+    plan = panel_when(page, sampler, "stage 2")
+    assert "base     512x512  50 steps" in plan
+    assert "stage 1  1024x1024  35 steps" in plan and "stage 2  2048x2048  35 steps" in plan
+
+    page.helper("setWidget", sampler, "scale_by", 2.0)
+    panel_when(page, sampler, "stage 1  1024x1024", lacks="stage 2")
+
+    page.helper("setWidget", latent, "width", 768)  # an upstream node: the base follows it
+    plan = panel_when(page, sampler, "base     768x512")
+    assert "stage 1  1536x1024  35 steps" in plan
+
+    page.helper("setWidget", sampler, "pivot_strength", 0.5)
+    assert "stage 1  1536x1024  25 steps" in panel_when(page, sampler, "K = 0.50")
+
+
+def test_invalid_settings_warn_before_queueing_with_the_planners_message(page, browser_server):
+    page.helper("build", {"nodes": [
+        {"key": "model", "type": "TinyModelLoader", "widgets": {"family": "sd15"}},
+        {"key": "cond", "type": "TinyConditioning", "widgets": {"family": "sd15"}},
+        {"key": "latent", "type": "EmptyLatentImage", "widgets": {"width": 64, "height": 64}},
+        {"key": "sampler", "type": "SelfCascadeKSampler", "widgets": {"steps": 2, "target_width": 128},
+         "links": {"model": ["model", 0], "positive": ["cond", 0], "negative": ["cond", 0],
+                   "latent_image": ["latent", 0]}},
+        {"key": "save", "type": "SaveLatent", "links": {"samples": ["sampler", 0]}},
+    ]})
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    message = "set both target_width and target_height, or leave both at 0 to use scale_by."
+    assert panel_when(page, sampler, "⚠").endswith(message)
+
+    page.helper("runButton")
+    deadline = time.monotonic() + 10
+    while not any(message in toast for toast in page.helper("toasts")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any(message in toast for toast in page.helper("toasts")), page.helper("toasts")
+    # the server refuses to run it with the same message: one planner for both
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        entries = list(requests.get(f"{browser_server.url}/history", timeout=30).json().values())
+        errors = [m[1] for e in entries for m in e["status"].get("messages", []) if m[0] == "execution_error"]
+        if any(message in error["exception_message"] for error in errors):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the server never reported the planner's error")
+    page.evaluate("() => document.querySelectorAll('.p-dialog-close-button').forEach((b) => b.click())")
+
+
+def test_help_pages_are_current_and_shown_in_the_app(page, browser_server):
+    object_info = requests.get(f"{browser_server.url}/object_info", timeout=60).json()
+    current = pages(object_info)
+    assert current, "no node of this pack in /object_info"
+    assert {path.stem: path.read_text() for path in DOCS.glob("*.md")} == current, \
+        "web/docs is behind the node schemas: run scripts/build_node_docs.py"
+
+    page.helper("load", json.loads(SD15.read_text()), SD15.name)
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    help_text = page.evaluate("""async (id) => {
+        const { app } = window.comfyAPI.app;
+        app.canvas.deselectAll();
+        app.canvas.selectNode(app.graph.getNodeById(id));
+        app.canvas.setDirty(true, true);
+        const find = (selector) => document.querySelector(selector);
+        for (let i = 0; i < 100 && !find("[data-testid=info-button]"); i++) await new Promise((r) => setTimeout(r, 100));
+        find("[data-testid=info-button]").click();
+        for (let i = 0; i < 100; i++) {
+            const shown = find(".node-help-content");
+            if (shown?.querySelector("table")) return shown.innerText;
+            await new Promise((r) => setTimeout(r, 100));
+        }
+        return find(".node-help-content")?.innerText ?? "";
+    }""", sampler)
+    info = object_info["SelfCascadeKSampler"]
+    assert info["description"] in help_text
+    assert info["input"]["required"]["pivot_strength"][1]["tooltip"] in help_text

@@ -1,0 +1,128 @@
+"""Every shipped example workflow opens cleanly in the real frontend, exports, and runs on the server.
+
+Per workflow: ``app.loadGraphData`` flags no missing node, no placeholder and no widget value that
+moved; ``app.graphToPrompt`` exports every node; the export, moved onto the tiny test models (see
+``tiny_swap.py`` and ``RUNS``), is queued from the page; the output has the planned size; and the
+Self-Cascade KSampler's panel shows the run's per-stage report, stage sizes as planned.
+
+With ``SELFCASCADE_SCREENSHOTS=1`` each test also writes its workflow's thumbnail for the templates
+browser (``example_workflows/<name>.jpg``) and, after the run, a picture of each of this pack's nodes
+the first time one appears (``docs/images/<NodeId>.png``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from harness import ComfyClient, RunResult
+
+from tiny_swap import SAVE_LATENT_ID, TINY_ADAPTER, TinyRun, to_tiny
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+RUN_TIMEOUT_S = 240
+VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+PICTURES = REPO / "docs" / "images"
+PACK_NODES = {path.stem for path in (REPO / "web" / "docs").glob("*.md")}
+pictured: set[str] = set()  # node types pictured in this session
+
+RUNS = {
+    "sd15_512_to_2048_tuning_free": TinyRun("sd15", base=(64, 64), expect=(256, 256)),  # scale_by 4: two stages
+    "sdxl_1024_to_2048_tuning_free": TinyRun("sdxl", base=(64, 64), target=(128, 128), expect=(128, 128)),
+    "sdxl_1024_to_4096_tiled_decode": TinyRun("sdxl", base=(64, 64), target=(256, 256), expect=(256, 256)),
+    "sdxl_tuned_official_adapter": TinyRun("sdxl", base=(64, 64), target=(128, 128), expect=(128, 128),
+                                           adapter=TINY_ADAPTER),
+    "hand_built_cascade": TinyRun("sdxl", base=(64, 64), expect=(128, 128), adapter=TINY_ADAPTER),
+    "sdxl_lora_controlnet": TinyRun("sdxl", base=(64, 64), target=(128, 128), expect=(128, 128),
+                                    why="no tiny LoRA or ControlNet: both bypassed, the rest runs"),
+    "flux_tuning_free_pixel_pivot": TinyRun("sd15", base=(64, 64), target=(128, 128), expect=(128, 128),
+                                            why="the tiny VAE has SD's 4-channel layout, so the graph runs on the "
+                                                "tiny SD1.5 model to exercise its pixel-space pivot"),
+    "train_upsampler_adapter": TinyRun("sdxl", base=(64, 64), target=(128, 128), expect=(128, 128), overrides={
+        "TrainUpsamplerAdapter": {"resolution": 128, "steps": 2, "save_name": "browser_trained", "overwrite": True}},
+        why="trains 2 steps on the test server's input/upsampler_training images"),
+    "wan21_video_tuning_free": TinyRun("wan", base=(64, 64), target=(128, 128), expect=(128, 128),
+                                       latent_output=True, why="no tiny Wan VAE: the video latent is saved"),
+}
+
+
+def wait_for_history(client: ComfyClient, prompt_id: str) -> RunResult:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        entry = client.get("/history").json().get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-4000:]
+            return RunResult(prompt_id, entry["outputs"], client)
+        time.sleep(0.2)
+    raise TimeoutError(f"prompt {prompt_id} did not finish within {RUN_TIMEOUT_S} s")
+
+
+def output_size(result: RunResult, tiny: dict) -> tuple[int, int]:
+    if SAVE_LATENT_ID in tiny:
+        latent = result.latent(SAVE_LATENT_ID)
+        return latent.shape[-1] * 8, latent.shape[-2] * 8
+    save = next(node_id for node_id, node in tiny.items() if node["class_type"] == "SaveImage")
+    return result.images(save)[0].size
+
+
+def planned_stage_lines(url: str, sampler: dict, base: tuple[int, int]) -> list[str]:
+    """The stage sizes the plan route gives for the sampler's (tiny) settings, as the report writes them."""
+    settings = {name: sampler["inputs"][name] for name in ("scale_by", "target_width", "target_height", "steps",
+                                                           "scheduler", "pivot_strength", "stage_steps")}
+    answer = requests.get(f"{url}/selfcascade/plan", params={**settings, "base_width": base[0],
+                                                             "base_height": base[1]}, timeout=30).json()
+    return [f"{'base' if i == 0 else f'stage {i}'}: {s['width']}x{s['height']}" for i, s in enumerate(answer["stages"])]
+
+
+def take_pictures(page, name: str, workflow: dict) -> None:
+    page.helper("frame", [])
+    everything = page.helper("screenRect", [n["id"] for n in workflow["nodes"]])
+    page.screenshot(REPO / "example_workflows" / f"{name}.jpg", clip=everything, quality=70)
+    for node in workflow["nodes"]:
+        if node["type"] in PACK_NODES and node["type"] not in pictured:
+            page.helper("frame", [node["id"]])
+            page.screenshot(PICTURES / f"{node['type']}.png", clip=page.helper("screenRect", [node["id"]]))
+            pictured.add(node["type"])
+
+
+def test_every_workflow_has_a_tiny_run():
+    assert {path.stem for path in WORKFLOWS} == set(RUNS)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
+def test_workflow_opens_exports_and_runs(page, browser_server, screenshots, path: Path):
+    workflow = json.loads(path.read_text())
+    loaded = page.helper("load", workflow, path.name)
+    assert loaded["missing"] == [] and loaded["nodeErrors"] == [], loaded
+    assert loaded["widgetMismatches"] == [], "\n".join(loaded["widgetMismatches"])
+
+    exported = page.helper("exportPrompt")
+    real_nodes = {str(n["id"]): n["type"] for n in workflow["nodes"] if n["type"] not in VIRTUAL_NODES}
+    assert {i: n["class_type"] for i, n in exported["output"].items()} == real_nodes
+
+    run = RUNS[path.stem]
+    tiny = to_tiny(exported["output"], run)
+    prompt_id = page.helper("queue", tiny, exported["workflow"])
+    with ComfyClient(browser_server.url) as client:
+        result = wait_for_history(client, prompt_id)
+        assert output_size(result, tiny) == run.expect
+
+    for sampler_id in page.helper("nodeIdsOfType", "SelfCascadeKSampler"):
+        report = result.text(str(sampler_id))
+        stages = [line.split(",")[0] for line in report.splitlines() if line.startswith(("base", "stage"))]
+        assert stages == planned_stage_lines(browser_server.url, tiny[str(sampler_id)], run.base)
+        panel = page.evaluate("""async (id) => {
+            for (let i = 0; i < 100; i++) {
+                const text = window.selfcascadeTest.widgetValue(id, "cascade_plan");
+                if (text.includes("Last run:")) return text;
+                await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+            return window.selfcascadeTest.widgetValue(id, "cascade_plan");
+        }""", sampler_id)
+        assert "Last run:" in panel and all(line in panel for line in report.splitlines()), panel
+
+    if screenshots:
+        take_pictures(page, path.stem, workflow)
