@@ -96,13 +96,16 @@ def test_two_gloo_processes_match_one_with_the_same_global_batch(images, tmp_pat
     assert any(not torch.equal(one[name], torch.zeros_like(one[name])) for name in weights if name.endswith("scale"))
 
 
-def test_an_existing_output_is_refused_before_any_work(images, tmp_path, capsys):
+def test_an_existing_output_is_refused_before_any_work_unless_overwriting(images, tmp_path, capsys):
     output = tmp_path / "taken.safetensors"
     output.write_bytes(b"precious")
     assert cli(images, output, "--steps", 2) == 2
     assert "already exists" in capsys.readouterr().err
     assert output.read_bytes() == b"precious"
     assert not (tmp_path / "cache").exists()  # refused before loading or encoding anything
+
+    assert cli(images, output, "--steps", 2, "--overwrite") == 0
+    assert fileformat.load_adapter(output).spec.provenance["steps"] == "2"
 
 
 @pytest.mark.parametrize("folder_content, message", [
