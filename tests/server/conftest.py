@@ -1,6 +1,6 @@
 """Fixtures for tests through the real server: one ComfyUI per session, one WebSocket client per test.
 
-``comfy_server`` starts ComfyUI once, with this checkout and the tiny test pack as its only custom
+Every test here is marked ``server``. ``comfy_server`` starts ComfyUI once, with this checkout and the tiny test pack as its only custom
 nodes, and always stops it. ``comfy`` is a ``harness.ComfyClient`` on it. When a test that used the
 server fails, the server's log lines written during that test are added to the failure report.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -15,6 +16,13 @@ import pytest
 from harness import ComfyClient, ComfyServer
 
 LOG_START = pytest.StashKey[int]()
+SERVER_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(SERVER_TESTS):
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")
