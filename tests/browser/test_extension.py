@@ -107,3 +107,11 @@ def test_help_pages_are_current_and_shown_in_the_app(page, browser_server):
     info = object_info["SelfCascadeKSampler"]
     assert info["description"] in help_text
     assert info["input"]["required"]["pivot_strength"][1]["tooltip"] in help_text
+    closed = page.evaluate("""async () => {
+        await window.comfyAPI.app.app.extensionManager.command.execute("Workspace.ToggleSidebarTab.node-library");
+        for (let i = 0; i < 50 && document.querySelector(".node-help-content"); i++) {
+            await new Promise((r) => setTimeout(r, 100));
+        }
+        return !document.querySelector(".node-help-content");
+    }""")
+    assert closed, "the help panel stayed open"
