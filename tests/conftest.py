@@ -16,3 +16,8 @@ sys.path.insert(0, str(TESTS.parent / "scripts"))
 from _bootstrap import bootstrap  # noqa: E402
 
 COMFYUI = bootstrap()
+
+# Tiny models gain nothing from intra-op threads, and the host server shares the two cores.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)

@@ -6,34 +6,13 @@ executor, outputs read back from SaveLatent files.
 import pytest
 import torch
 
+from cascade_graphs import CFG, K, SEED, STEPS, cascade_node, saved_cascade, tiny_inputs
 from harness import Graph
-
-SEED, STEPS, CFG, K = 11, 5, 4.0, 0.7
-
-
-def _inputs(g: Graph, family: str):
-    model = g.node("TinyModelLoader", family=family, seed=0)
-    positive = g.node("TinyConditioning", family=family, seed=0)
-    negative = g.node("TinyConditioning", family=family, seed=1)
-    latent = g.node("EmptyLatentImage", width=64, height=64, batch_size=1)
-    return model, positive, negative, latent
-
-
-def cascade_prompt(family: str, **overrides) -> tuple[Graph, str]:
-    g = Graph()
-    model, positive, negative, latent = _inputs(g, family)
-    settings = dict(model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal",
-                    positive=positive, negative=negative, latent_image=latent, scale_by=2.0, target_width=0,
-                    target_height=0, pivot_strength=K, upscale_method="bilinear", stage_steps=0, denoise=1.0)
-    settings.update(overrides)
-    sampler = g.node("SelfCascadeKSampler", **settings)
-    save = g.node("SaveLatent", samples=sampler, filename_prefix=f"cascade_{family}")
-    return g, save.id
 
 
 def core_prompt(family: str) -> tuple[Graph, str]:
     g = Graph()
-    model, positive, negative, latent = _inputs(g, family)
+    model, positive, negative, latent = tiny_inputs(g, family)
     base = g.node("KSampler", model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal",
                   positive=positive, negative=negative, latent_image=latent, denoise=1.0)
     upscaled = g.node("LatentUpscale", samples=base, upscale_method="bilinear", width=128, height=128, crop="disabled")
@@ -41,14 +20,13 @@ def core_prompt(family: str) -> tuple[Graph, str]:
     stage = g.node("SamplerCustom", model=model, add_noise=True, noise_seed=SEED + 1, cfg=CFG, positive=positive,
                    negative=negative, sampler=g.node("KSamplerSelect", sampler_name="euler"), sigmas=sigmas,
                    latent_image=upscaled)
-    save = g.node("SaveLatent", samples=stage, filename_prefix=f"core_{family}")
-    return g, save.id
+    return g, g.node("SaveLatent", samples=stage, filename_prefix=f"core_{family}").id
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])
 def test_node_equals_core_node_cascade_through_the_server(comfy, family):
-    graph, save_id = cascade_prompt(family)
-    ours = comfy.run(graph).latent(save_id)
+    graph, save = saved_cascade(family, prefix=f"cascade_{family}")
+    ours = comfy.run(graph).latent(save.id)
     core_graph, core_save_id = core_prompt(family)
     reference = comfy.run(core_graph).latent(core_save_id)
     assert ours.shape == reference.shape == (1, 16 if family == "flux" else 4, 16, 16)
@@ -57,17 +35,11 @@ def test_node_equals_core_node_cascade_through_the_server(comfy, family):
 
 def test_report_is_returned_as_ui_text(comfy):
     g = Graph()
-    model, positive, negative, latent = _inputs(g, "sd15")
-    sampler = g.node("SelfCascadeKSampler", model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler",
-                     scheduler="normal", positive=positive, negative=negative, latent_image=latent, scale_by=4.0,
-                     target_width=0, target_height=0, pivot_strength=K, upscale_method="bilinear", stage_steps=0,
-                     denoise=1.0)
+    sampler = cascade_node(g, *tiny_inputs(g, "sd15"), scale_by=4.0)
     g.node("SaveLatent", samples=sampler, filename_prefix="report")
-    result = comfy.run(g)
-    sampler_id = sampler.id
-    text = result.text(sampler_id)
-    assert text.splitlines()[0].startswith("base: 64x64, 5 steps,")
-    assert text.splitlines()[2].startswith("stage 2: 256x256, 3 steps,")
+    lines = comfy.run(g).text(sampler.id).splitlines()
+    assert lines[0].startswith("base: 64x64, 5 steps,")
+    assert lines[2].startswith("stage 2: 256x256, 3 steps,")
 
 
 def test_video_model_runs_a_two_stage_cascade_with_its_frames(comfy):
@@ -75,11 +47,8 @@ def test_video_model_runs_a_two_stage_cascade_with_its_frames(comfy):
     model = g.node("TinyModelLoader", family="wan", seed=0)
     # the tiny wan's native size is the real Wan's (832x480): start from a small empty video latent
     video = g.node("EmptyHunyuanLatentVideo", width=32, height=32, length=9, batch_size=1)
-    sampler = g.node("SelfCascadeKSampler", model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler",
-                     scheduler="normal", positive=g.node("TinyConditioning", family="wan", seed=0),
-                     negative=g.node("TinyConditioning", family="wan", seed=1), latent_image=video, scale_by=4.0,
-                     target_width=0, target_height=0, pivot_strength=K, upscale_method="bilinear", stage_steps=0,
-                     denoise=1.0)
+    sampler = cascade_node(g, model, g.node("TinyConditioning", family="wan", seed=0),
+                           g.node("TinyConditioning", family="wan", seed=1), video, scale_by=4.0)
     save = g.node("SaveLatent", samples=sampler, filename_prefix="video")
     out = comfy.run(g).latent(save.id)
     assert out.shape == (1, 16, 3, 16, 16)  # 9 frames -> 3 latent frames, kept; 32 px -> 128 px in two stages
