@@ -15,6 +15,7 @@ API
   seed=0); g.node("KSampler", model=m, ...)``. A ``Node`` as an input links its output 0; ``m.out(i)``
   links output ``i``. ``g.prompt`` is the dict that ``/prompt`` takes.
 - ``ComfyClient(url)`` (one WebSocket per client; ``close()`` it, or use ``with``):
+  ``events(prompt_id)`` yields the prompt's ``/ws`` events ``(type, data)`` until it is done;
   ``run(prompt, timeout=600) -> RunResult`` queues, follows ``/ws`` until ``executing`` with
   ``node: null``, reads ``/history``; raises ``ExecutionFailed`` (node id, type, message, traceback)
   or ``PromptRejected`` (HTTP 400 with ``node_errors``). ``expect_validation_error(prompt) ->
@@ -36,7 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import requests
 import safetensors.torch
@@ -283,9 +284,8 @@ class ComfyClient:
         response.raise_for_status()
         return response.json()["prompt_id"]
 
-    def wait(self, prompt_id: str) -> Optional[ExecutionError]:
-        """Follow ``/ws`` until the prompt is done; its execution error, if any."""
-        error = None
+    def events(self, prompt_id: str) -> Iterator[tuple[str, dict]]:
+        """The prompt's ``/ws`` events as ``(type, data)``, up to ``executing`` with ``node: null`` (done)."""
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             try:
@@ -298,11 +298,18 @@ class ComfyClient:
             data = message.get("data", {})
             if data.get("prompt_id") != prompt_id:
                 continue
-            if message["type"] == "execution_error":
-                error = ExecutionError.from_event(data)
-            elif message["type"] == "executing" and data.get("node") is None:
-                return error
+            yield message["type"], data
+            if message["type"] == "executing" and data.get("node") is None:
+                return
         raise TimeoutError(f"prompt {prompt_id} did not finish within {self.timeout_s} s")
+
+    def wait(self, prompt_id: str) -> Optional[ExecutionError]:
+        """Follow ``/ws`` until the prompt is done; its execution error, if any."""
+        error = None
+        for kind, data in self.events(prompt_id):
+            if kind == "execution_error":
+                error = ExecutionError.from_event(data)
+        return error
 
     def run(self, prompt: dict | Graph) -> RunResult:
         prompt_id = self.queue(prompt)
