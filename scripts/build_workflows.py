@@ -1,4 +1,4 @@
-"""Write the example workflows (``example_workflows/*.json``) from the compact descriptions below.
+"""Write the example workflows (``workflows/*.json``) from the compact descriptions below.
 
     .host/venv/bin/python scripts/build_workflows.py
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "example_workflows"
+OUT = REPO / "workflows"
 
 NEGATIVE = "blurry, lowres, jpeg artifacts, watermark, text, deformed"
 PROMPT = ("a cozy wooden cabin by a glacier lake at sunrise, snowy peaks, pine forest, mist over the water, "

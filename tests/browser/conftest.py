@@ -71,5 +71,5 @@ def page(session_page: Frontend, browser_server: ComfyServer) -> Iterator[Fronte
 
 @pytest.fixture(scope="session")
 def screenshots() -> bool:
-    """``SELFCASCADE_SCREENSHOTS=1``: the tests also write docs/images/*.png and example_workflows/*.jpg."""
+    """``SELFCASCADE_SCREENSHOTS=1``: the tests also write docs/images/*.png and workflows/*.jpg."""
     return os.environ.get("SELFCASCADE_SCREENSHOTS") == "1"

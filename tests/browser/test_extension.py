@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from build_node_docs import DOCS, pages  # noqa: E402
 
 PANEL = "cascade_plan"
-SD15 = REPO / "example_workflows" / "sd15_512_to_2048_tuning_free.json"
+SD15 = REPO / "workflows" / "sd15_512_to_2048_tuning_free.json"
 
 
 def panel_when(page, node_id: int, shows: str, lacks: str = "\0", timeout_s: float = 10) -> str:

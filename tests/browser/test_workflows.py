@@ -6,7 +6,7 @@ moved; ``app.graphToPrompt`` exports every node; the export, moved onto the tiny
 Self-Cascade KSampler's panel shows the run's per-stage report, stage sizes as planned.
 
 With ``SELFCASCADE_SCREENSHOTS=1`` each test also writes its workflow's thumbnail for the templates
-browser (``example_workflows/<name>.jpg``) and, after the run, a picture of each of this pack's nodes
+browser (``workflows/<name>.jpg``) and, after the run, a picture of each of this pack's nodes
 the first time one appears (``docs/images/<NodeId>.png``).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from harness import ComfyClient, RunResult
 from tiny_swap import SAVE_LATENT_ID, TINY_ADAPTER, TinyRun, to_tiny
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = sorted((REPO / "example_workflows").glob("*.json"))
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 RUN_TIMEOUT_S = 240
 VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 PICTURES = REPO / "docs" / "images"
@@ -80,7 +80,7 @@ def planned_stage_lines(url: str, sampler: dict, base: tuple[int, int]) -> list[
 def take_pictures(page, name: str, workflow: dict) -> None:
     page.helper("frame", [])
     everything = page.helper("screenRect", [n["id"] for n in workflow["nodes"]])
-    page.screenshot(REPO / "example_workflows" / f"{name}.jpg", clip=everything, quality=70)
+    page.screenshot(REPO / "workflows" / f"{name}.jpg", clip=everything, quality=70)
     for node in workflow["nodes"]:
         if node["type"] in PACK_NODES and node["type"] not in pictured:
             page.helper("frame", [node["id"]])
