@@ -54,7 +54,8 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.approximate = not self.cuda
-        self.label = "peak GiB (CUDA max allocated)" if self.cuda else "peak RSS growth MiB (approx.)"
+        self.meaning = "CUDA max allocated" if self.cuda else "RSS growth, approx."
+        self.label = f"peak {'GiB' if self.cuda else 'MiB'} ({self.meaning})"  # a column header
         self._start = 0
 
     def reset(self) -> None:

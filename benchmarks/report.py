@@ -106,7 +106,7 @@ def as_json(info: RunInfo, scenarios: list[ScenarioResult], training: list[Train
             memory: PeakMemory) -> str:
     document = {
         "info": asdict(info),
-        "memory": {"unit": "bytes", "meaning": memory.label, "approximate": memory.approximate},
+        "memory": {"unit": "bytes", "meaning": memory.meaning, "approximate": memory.approximate},
         "scenarios": [{
             "family": scenario.models.family,
             "model": scenario.models.description,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from selfcascade.benchmarks.flops import count_flops
@@ -45,6 +46,7 @@ def assert_training(table: str, readings: dict, crop: int) -> None:
     assert f"| sdxl | official-sdxl | 1.459M | {crop} | 1 |" in table
 
 
+@pytest.mark.slow
 def test_cpu_smoke_writes_table_and_readings(tmp_path):
     table, readings = run_benchmark(tmp_path, "--cpu-smoke", "--profile")
     assert readings["info"]["device"].startswith("CPU") and readings["memory"]["approximate"]
@@ -55,6 +57,7 @@ def test_cpu_smoke_writes_table_and_readings(tmp_path):
     assert_training(table, readings, 64)
 
 
+@pytest.mark.slow
 def test_gpu_mode_runs_on_the_cpu_at_tiny_size(tmp_path):
     table, readings = run_benchmark(tmp_path, "--gpu", "--device", "cpu", "--size-override", "tiny", "--families", "sdxl",
                                     "--steps", "2", "--decode", "tiled", "--train-crops", "1024")
