@@ -103,8 +103,13 @@ def _oom(stage: int, width: int, height: int, error: Exception) -> Exception:
 
 def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, family: Family,
                 settings: CascadeSettings, vae=None, stage_patch: Optional[StagePatch] = None,
-                disable_pbar: bool = False) -> tuple[dict, list[StageReport]]:
-    """Run every stage of ``plan``; returns the final latent dict and one report per stage."""
+                disable_pbar: Optional[bool] = None) -> tuple[dict, list[StageReport]]:
+    """Run every stage of ``plan``; returns the final latent dict and one report per stage.
+
+    The console bar follows the host's ``--disable-progress-bar`` unless ``disable_pbar`` says otherwise.
+    """
+    if disable_pbar is None:
+        disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(model, samples)
     stage_sigmas = (pivot_sigmas(model.get_model_object("model_sampling"), settings.scheduler, settings.steps,

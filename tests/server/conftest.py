@@ -1,8 +1,10 @@
 """Fixtures for tests through the real server: one ComfyUI per session, one WebSocket client per test.
 
-Every test here is marked ``server``. ``comfy_server`` starts ComfyUI once, with this checkout and the tiny test pack as its only custom
-nodes, and always stops it. ``comfy`` is a ``harness.ComfyClient`` on it. When a test that used the
-server fails, the server's log lines written during that test are added to the failure report.
+Every test here is marked ``server``. ``comfy_server`` starts ComfyUI once, with this checkout and
+the tiny test pack as its only custom nodes and a temporary ``upsampler_adapters`` folder
+(``adapter_folder``), and always stops it. ``comfy`` is a ``harness.ComfyClient`` on it. When a
+test that used the server fails, the server's log lines written during that test are added to the
+failure report.
 """
 from __future__ import annotations
 
@@ -26,8 +28,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def comfy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
-    with ComfyServer.for_checkout(tmp_path_factory.mktemp("comfy")) as server:
+def adapter_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session server's ``upsampler_adapters`` folder: tests drop adapter files here (unique names)."""
+    return tmp_path_factory.mktemp("upsampler_adapters")
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory: pytest.TempPathFactory, adapter_folder: Path) -> Iterator[ComfyServer]:
+    with ComfyServer.for_checkout(tmp_path_factory.mktemp("comfy"),
+                                  model_paths={"upsampler_adapters": str(adapter_folder)}) as server:
         yield server
 
 
