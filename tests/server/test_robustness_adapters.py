@@ -82,7 +82,7 @@ def adapters(adapter_folder: Path) -> dict[str, str]:
     ("wrong_width", ["expects channels", "this model has", "load an adapter made for this model"]),
     ("truncated", ["robust_truncated.safetensors", "truncated", "re-download or re-save it"]),
     ("corrupt", ["robust_corrupt.safetensors", "not a safetensors adapter"]),
-    ("newer", ["robust_newer.safetensors", "format version 9 is newer", "update Self-Cascade for ComfyUI"]),
+    ("newer", ["robust_newer.safetensors", "format version 9 is newer than this node pack reads", "update Self-Cascade for ComfyUI"]),
 ])
 def test_unusable_adapters_fail_with_the_file_the_problem_and_the_fix(comfy, adapters, role, fragments):
     graph, _ = tuned_prompt(adapters[role], prefix=f"bad_{role}")
@@ -99,7 +99,7 @@ def test_missing_adapter_file_names_the_file_and_the_folder(comfy):
     except PromptRejected as rejected:
         message = str(rejected)
     assert "no_such_adapter.safetensors" in message
-    assert "models/upsampler_adapters" in message or "adapter_name" in message
+    assert "is not in models/upsampler_adapters; copy it there and refresh" in message or "adapter_name" in message
 
 
 class _WritesMarker:
