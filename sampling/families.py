@@ -32,13 +32,14 @@ SDXL = Family("sdxl", 1024, 1024, unet=True)
 SD3 = Family("sd3", 1024, 1024, size_multiple=16)
 FLUX = Family("flux", 1024, 1024, size_multiple=16)
 WAN = Family("wan", 832, 480, size_multiple=16, video=True)
+DEMO = Family("selfcascade-demo", 32, 32, latent_factor=1, unet=True)  # the pack's pixel-space demo model (models/demo)
 UNKNOWN_UNET = Family("unet", 512, 512, unet=True)
 UNKNOWN = Family("unknown", 1024, 1024, size_multiple=16)
 
 # config class name (checked along the MRO, so SSD1B is SDXL) -> family
 _BY_CONFIG = {
     "SD15": SD15, "SD20": SD2, "SDXL": SDXL, "SDXLRefiner": SDXL, "SD3": SD3,
-    "Flux": FLUX, "WAN21_T2V": WAN, "WAN22_T2V": WAN,
+    "Flux": FLUX, "WAN21_T2V": WAN, "WAN22_T2V": WAN, "SelfCascadeDemo": DEMO,
 }
 _LATENT_FACTOR = {"Wan22": 16, "HunyuanImage21": 32, "HunyuanVideo15": 16}
 
