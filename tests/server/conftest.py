@@ -53,7 +53,8 @@ def shipped_node_ids() -> set[str]:
     """Ids of the nodes in every ``NODES`` list under ``nodes/``: new node modules are covered by themselves."""
     import selfcascade.nodes as package
 
-    modules = [importlib.import_module(f"{package.__name__}.{info.name}") for info in pkgutil.iter_modules(package.__path__)]
+    modules = [importlib.import_module(f"{package.__name__}.{info.name}")
+               for info in pkgutil.iter_modules(package.__path__)]
     return {node.define_schema().node_id for module in modules for node in getattr(module, "NODES", [])}
 
 

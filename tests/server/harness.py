@@ -4,23 +4,24 @@ Why: our nodes must be tested where users run them, in the host's own server, lo
 custom-node loader. Used by the ``tests/server`` fixtures and by ``scripts/main_job.py``.
 
 API
-- ``ComfyServer.for_checkout(workdir, model_paths=None, cpu=True)``: a server whose custom nodes
-  are this checkout (as ``ComfyUI-SelfCascade``) and ``tests/tiny_pack``, and nothing else of ours.
-  ``ComfyServer(custom_nodes_dir, workdir, ...)`` serves any custom-nodes folder. Use it as a context
-  manager (or ``start()`` / ``stop()``); ``start()`` returns once the HTTP API answers. Attributes:
-  ``url``, ``output_dir`` (``workdir/output`` unless given), ``log_path``; ``log_text(since=0)`` and ``log_size()`` read the captured
-  server log (stdout and stderr). Model folders such as ``upsampler_adapters`` are added with
+- ``ComfyServer.for_checkout(workdir, model_paths=None, output_dir=None, cpu=True, extra_args=())``:
+  a server whose custom nodes are this checkout (as ``ComfyUI-SelfCascade``) and ``tests/tiny_pack``,
+  and nothing else of ours. ``ComfyServer(custom_nodes_dir, workdir, ...)`` serves any custom-nodes
+  folder. Use it as a context manager (or ``start()`` / ``stop()``); ``start()`` returns once the
+  HTTP API answers. Attributes: ``url``, ``output_dir`` (``workdir/output`` unless given),
+  ``log_path``; ``log_text(since=0)`` and ``log_size()`` read the captured server log (stdout and
+  stderr). Model folders such as ``upsampler_adapters`` are added with
   ``model_paths={"upsampler_adapters": "/abs/dir"}``.
 - ``Graph``: builds API-format prompts: ``g = Graph(); m = g.node("TinyModelLoader", family="sd15",
   seed=0); g.node("KSampler", model=m, ...)``. A ``Node`` as an input links its output 0; ``m.out(i)``
   links output ``i``. ``g.prompt`` is the dict that ``/prompt`` takes.
-- ``ComfyClient(url)`` (one WebSocket per client; ``close()`` it, or use ``with``):
-  ``events(prompt_id)`` yields the prompt's ``/ws`` events ``(type, data)`` until it is done;
-  ``run(prompt, timeout=600) -> RunResult`` queues, follows ``/ws`` until ``executing`` with
-  ``node: null``, reads ``/history``; raises ``ExecutionFailed`` (node id, type, message, traceback)
-  or ``PromptRejected`` (HTTP 400 with ``node_errors``). ``expect_validation_error(prompt) ->
-  PromptRejected`` and ``expect_execution_error(prompt) -> ExecutionError`` fail the test when the
-  prompt does not fail that way. Also ``queue``, ``history``, ``object_info``, ``view``.
+- ``ComfyClient(url, timeout_s=600)``: one WebSocket per client; ``close()`` it, or use ``with``.
+  ``run(prompt) -> RunResult`` queues, follows ``/ws`` until ``executing`` with ``node: null``
+  (at most ``timeout_s``), reads ``/history``; raises ``ExecutionFailed`` (node id, type, message,
+  traceback) or ``PromptRejected`` (HTTP 400 with ``node_errors``). ``expect_validation_error(prompt)
+  -> PromptRejected`` and ``expect_execution_error(prompt) -> ExecutionError`` fail the test when the
+  prompt does not fail that way. ``events(prompt_id)`` yields the prompt's ``/ws`` events
+  ``(type, data)`` until it is done. Also ``queue``, ``wait``, ``history``, ``object_info``, ``view``.
 - ``RunResult``: ``prompt_id``, ``outputs`` (node id -> UI dict from ``/history``) and readers of
   what output nodes wrote: ``latent(node_id)`` (SaveLatent's tensor), ``images(node_id)`` (SaveImage
   and PreviewImage as PIL images), ``text(node_id)`` (UI text such as PreviewText).
