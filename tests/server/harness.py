@@ -53,6 +53,9 @@ from _bootstrap import find_comfyui  # noqa: E402
 PACK_NAME = "ComfyUI-SelfCascade"  # the folder name ComfyUI-Manager gives a git clone of this repo
 TINY_PACK = REPO / "tests" / "tiny_pack"
 START_TIMEOUT_S = 180
+# One intra-op thread: the tiny models gain nothing from more, and on a busy 2-core machine a second
+# OpenMP thread that is descheduled stalls every parallel region (seen: 30-100x slower steps).
+SERVER_ENV = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 LOG_TAIL_CHARS = 6000
 
 
@@ -150,7 +153,7 @@ class ComfyServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(self.command(), cwd=self.comfyui, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                             stdin=subprocess.DEVNULL, env={**os.environ, **SERVER_ENV})
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             self.check_alive()
