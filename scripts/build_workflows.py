@@ -1,4 +1,4 @@
-"""Write the example workflows (``workflows/*.json``) from the compact descriptions below.
+"""Write the example workflows (``workflows/*.json``, and ``workflows/api/`` exports) from the descriptions below.
 
     .host/venv/bin/python scripts/build_workflows.py
 
@@ -18,6 +18,8 @@ from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "workflows"
+API_OUT = OUT / "api"  # API-format exports (what the Run button sends), not listed as templates
+API_EXPORTS = ("self_cascade_demo",)  # the main job queues this one
 
 NEGATIVE = "blurry, lowres, jpeg artifacts, watermark, text, deformed"
 PROMPT = ("a cozy wooden cabin by a glacier lake at sunrise, snowy peaks, pine forest, mist over the water, "
@@ -229,6 +231,22 @@ WORKFLOWS: dict[str, list[dict]] = {
         sampler(extra_links={"upsampler_adapter": ("train", "UPSAMPLER_ADAPTER")}, adapter_strength=1.0),
         *decode_and_save("sdxl_2048_trained_adapter"),
     ],
+    "self_cascade_demo": [
+        note("Self-Cascade on the pack's own demo model: no download, seconds on a CPU.\n\n"
+             "The demo model is a tiny pixel-space SD1.x-style UNet trained here at 32x32 on one to three\n"
+             "coloured discs; its prompt is the disc count. Self-Cascade Base Latent starts at its native\n"
+             "32x32; the sampler climbs 32 -> 64 -> 128 (16x the pixels) in two stages of 2x, each\n"
+             "re-noising the clean result (the pivot) to t = K = 0.7. Direct sampling at 128x128 tends to\n"
+             "draw extra discs; the cascade keeps the base's count. The README's main job runs this\n"
+             f"workflow's API export ({API_OUT.relative_to(OUT.parent)}/self_cascade_demo.json)."),
+        node("demo", "SelfCascadeDemoModel", count=2),
+        node("base", "SelfCascadeBaseLatent", {"model": ("demo", "MODEL")}, target_width=128, target_height=128,
+             batch_size=1, length=1),
+        sampler(model="demo", positive=("demo", "positive"), negative=("demo", "negative"), seed=1, steps=30, cfg=3.0,
+                sampler_name="euler", scheduler="normal"),
+        node("decode", "VAEDecode", {"samples": ("cascade", "LATENT"), "vae": ("demo", "VAE")}),
+        node("save", "SaveImage", {"images": ("decode", "IMAGE")}, filename_prefix="selfcascade/demo"),
+    ],
 }
 
 
@@ -248,6 +266,11 @@ def main() -> None:
         for name, workflow in build_all(frontend).items():
             (OUT / f"{name}.json").write_text(json.dumps(workflow, indent=1) + "\n")
             print(f"wrote {OUT.relative_to(REPO)}/{name}.json ({len(workflow['nodes'])} nodes)")
+            if name in API_EXPORTS:
+                frontend.helper("load", workflow, f"{name}.json")
+                API_OUT.mkdir(exist_ok=True)
+                (API_OUT / f"{name}.json").write_text(json.dumps(frontend.helper("exportPrompt")["output"], indent=1) + "\n")
+                print(f"wrote {API_OUT.relative_to(REPO)}/{name}.json")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ RUNS = {
     "train_upsampler_adapter": TinyRun("sdxl", base=(64, 64), target=(128, 128), expect=(128, 128), overrides={
         "TrainUpsamplerAdapter": {"resolution": 128, "steps": 2, "save_name": "browser_trained", "overwrite": True}},
         why="trains 2 steps on the test server's input/upsampler_training images"),
+    "self_cascade_demo": TinyRun(None, base=(32, 32), expect=(128, 128), why="the shipped demo model runs as is"),
     "wan21_video_tuning_free": TinyRun("wan", base=(64, 64), target=(128, 128), expect=(128, 128),
                                        latent_output=True, why="no tiny Wan VAE: the video latent is saved"),
 }
@@ -68,10 +69,13 @@ def output_size(result: RunResult, tiny: dict) -> tuple[int, int]:
     return result.images(save)[0].size
 
 
-def planned_stage_lines(url: str, sampler: dict, base: tuple[int, int]) -> list[str]:
+def planned_stage_lines(url: str, sampler: dict, base: tuple[int, int], expect: tuple[int, int]) -> list[str]:
     """The stage sizes the plan route gives for the sampler's (tiny) settings, as the report writes them."""
     settings = {name: sampler["inputs"][name] for name in ("scale_by", "target_width", "target_height", "steps",
                                                            "scheduler", "pivot_strength", "stage_steps")}
+    for name, side in (("target_width", expect[0]), ("target_height", expect[1])):
+        if isinstance(settings[name], list):  # linked to a Self-Cascade Base Latent: the run's final size
+            settings[name] = side
     answer = requests.get(f"{url}/selfcascade/plan", params={**settings, "base_width": base[0],
                                                              "base_height": base[1]}, timeout=30).json()
     return [f"{'base' if i == 0 else f'stage {i}'}: {s['width']}x{s['height']}" for i, s in enumerate(answer["stages"])]
@@ -90,6 +94,15 @@ def take_pictures(page, name: str, workflow: dict) -> None:
 
 def test_every_workflow_has_a_tiny_run():
     assert {path.stem for path in WORKFLOWS} == set(RUNS)
+
+
+def test_api_exports_are_what_the_frontend_exports_now(page):
+    """workflows/api/*.json (the main job queues one) cannot drift from their UI workflows."""
+    exports = sorted((REPO / "workflows" / "api").glob("*.json"))
+    assert exports
+    for path in exports:
+        page.helper("load", json.loads((REPO / "workflows" / path.name).read_text()), path.name)
+        assert page.helper("exportPrompt")["output"] == json.loads(path.read_text()), path.name
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda path: path.stem)
@@ -113,7 +126,7 @@ def test_workflow_opens_exports_and_runs(page, browser_server, screenshots, path
     for sampler_id in page.helper("nodeIdsOfType", "SelfCascadeKSampler"):
         report = result.text(str(sampler_id))
         stages = [line.split(",")[0] for line in report.splitlines() if line.startswith(("base", "stage"))]
-        assert stages == planned_stage_lines(browser_server.url, tiny[str(sampler_id)], run.base)
+        assert stages == planned_stage_lines(browser_server.url, tiny[str(sampler_id)], run.base, run.expect)
         panel = page.evaluate("""async (id) => {
             for (let i = 0; i < 100; i++) {
                 const text = window.selfcascadeTest.widgetValue(id, "cascade_plan");

@@ -35,7 +35,7 @@ SAMPLERS = ("SelfCascadeKSampler", "SamplerCustom")
 
 @dataclass(frozen=True)
 class TinyRun:
-    family: str  # tests/tiny_pack family
+    family: Optional[str]  # tests/tiny_pack family; None: the workflow's own shipped model, nothing swapped
     base: tuple[int, int]  # base size in pixels
     expect: tuple[int, int]  # output size in pixels (what the plan says for these settings)
     target: Optional[tuple[int, int]] = None  # replaces a Self-Cascade Base Latent's target
@@ -56,6 +56,11 @@ def _empty_latent(run: TinyRun) -> dict:
 
 def to_tiny(prompt: dict, run: TinyRun) -> dict:
     tiny = copy.deepcopy(prompt)
+    if run.family is None:
+        for node in tiny.values():
+            if node["class_type"] in STEPPED:
+                node["inputs"]["steps"] = STEPS
+        return tiny
     redirect: dict[tuple[str, int], object] = {}  # (node id, output index) -> link or literal
     for node_id, node in list(tiny.items()):
         kind, inputs = node["class_type"], node["inputs"]
