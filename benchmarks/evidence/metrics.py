@@ -21,7 +21,7 @@ import torch
 
 from .disc_family import NATIVE_SIZE, RADIUS_RANGE
 
-SATURATION_THRESHOLD = 0.3  # max - min of RGB; discs have >= 0.56, the grey background 0
+SATURATION_THRESHOLD = 0.3  # max - min of RGB; discs have >= 0.64, the grey background 0
 SPECK_FRACTION = 1.0 / 3.0  # of the smallest disc's area
 PATCH = 8
 PATCH_STRIDE = 4
