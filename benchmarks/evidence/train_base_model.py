@@ -47,8 +47,8 @@ class TrainConfig:
     seed: int = 2402  # arXiv 2402.10491
     steps: int = 1800
     batch: int = 16
-    lr: float = 5e-4
-    warmup: int = 50
+    lr: float = 2e-3
+    warmup: int = 100
     weight_decay: float = 0.01
     ema_decay: float = 0.997
     min_snr_gamma: float = 5.0
@@ -85,7 +85,7 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def training_batches(config: TrainConfig, contexts: dict[int, torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless (clean images in [-1, 1], contexts) batches of fresh scenes at the native size."""
+    """Endless (clean latents, as the pixel VAE encodes them: [-1, 1], contexts) batches of fresh scenes at the native size."""
     rng = np.random.default_rng(config.seed)
     while True:
         counts = rng.choice(disc_family.COUNTS, size=config.batch)
@@ -113,7 +113,8 @@ def train(config: TrainConfig, stop_after: Optional[int] = None,
     started = time.process_time()
     batches = training_batches(config, contexts)
     for step in range(1, min(config.steps, stop_after or config.steps) + 1):
-        clean, context = next(batches)
+        latents, context = next(batches)
+        clean = model.process_latent_in(latents)  # into model space, as samplers do
         timesteps = torch.randint(0, model_sampling.num_timesteps, (config.batch,), generator=generator)
         noise = torch.randn(clean.shape, generator=generator)
         sigma = model_sampling.sigmas[timesteps].view(-1, 1, 1, 1)
