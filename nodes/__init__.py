@@ -2,12 +2,13 @@
 from .api import ComfyExtension, io
 from .adapter_nodes import NODES as ADAPTER_NODES
 from .cascade_nodes import NODES as CASCADE_NODES
+from .demo_nodes import NODES as DEMO_NODES
 from .training_nodes import NODES as TRAINING_NODES
 
 
 class SelfCascadeExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [*CASCADE_NODES, *ADAPTER_NODES, *TRAINING_NODES]
+        return [*CASCADE_NODES, *ADAPTER_NODES, *TRAINING_NODES, *DEMO_NODES]
 
 
 async def comfy_entrypoint() -> SelfCascadeExtension:
