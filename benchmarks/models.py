@@ -21,7 +21,6 @@ import comfy.model_management
 import comfy.model_patcher
 import comfy.sd
 import comfy.supported_models
-from comfy.ldm.models.autoencoder import AutoencoderKL
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 FAMILIES = ("sd15", "sdxl")
@@ -76,11 +75,7 @@ def full_unet(family: str, dtype: torch.dtype, device: torch.device, seed: int =
 
 def full_vae(seed: int = 0) -> comfy.sd.VAE:
     """An SD/SDXL-shaped VAE (the host picks its device and dtype), weights ``normal_(0, 0.02)``."""
-    generator = torch.Generator().manual_seed(seed)
-    shapes = AutoencoderKL(**FULL_VAE["params"]).state_dict()
-    state_dict = {name: torch.randn(value.shape, generator=generator) * 0.02 if value.is_floating_point() else value
-                  for name, value in shapes.items()}
-    return comfy.sd.VAE(sd=state_dict, config=FULL_VAE)
+    return _tiny_pack_models().random_vae(FULL_VAE, seed)
 
 
 def _full_conditioning(family: str, seed: int) -> list:
@@ -106,9 +101,15 @@ def full_models(family: str, dtype: torch.dtype = torch.float16) -> ModelSet:
 
 def tiny_models(family: str) -> ModelSet:
     """The test suite's tiny ``family`` (tests/tiny_pack), fp32."""
+    tiny = _tiny_pack_models()
+    return ModelSet(family, tiny.build_model(family), tiny.build_vae(), tiny.build_conditioning(family),
+                    tiny.build_conditioning(family, seed=1), f"tiny {family} (tests/tiny_pack, fp32, random weights)")
+
+
+def _tiny_pack_models():
+    """``tests/tiny_pack/models.py``: the tiny models and the random-weight VAE builder both modes use."""
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
-    from tiny_pack.models import build_conditioning, build_model, build_vae
+    from tiny_pack import models
 
-    return ModelSet(family, build_model(family), build_vae(), build_conditioning(family),
-                    build_conditioning(family, seed=1), f"tiny {family} (tests/tiny_pack, fp32, random weights)")
+    return models

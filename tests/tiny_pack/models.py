@@ -124,13 +124,18 @@ _VAE_CONFIG = {"params": {"embed_dim": 4, "ddconfig": {
     "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}
 
 
-def build_vae(seed: int = 0) -> comfy.sd.VAE:
-    """A real ``comfy.sd.VAE`` (SD1.x/SDXL latent layout) with seeded ``normal_(0, 0.02)`` weights."""
+def random_vae(config: dict, seed: int = 0) -> comfy.sd.VAE:
+    """A real ``comfy.sd.VAE`` of an ``AutoencoderKL`` ``config`` with seeded ``normal_(0, 0.02)`` weights."""
     generator = torch.Generator().manual_seed(seed)
-    shapes = AutoencoderKL(**_VAE_CONFIG["params"]).state_dict()
+    shapes = AutoencoderKL(**config["params"]).state_dict()
     state_dict = {name: torch.randn(value.shape, generator=generator) * 0.02 if value.is_floating_point() else value
                   for name, value in shapes.items()}
-    return comfy.sd.VAE(sd=state_dict, config=_VAE_CONFIG)
+    return comfy.sd.VAE(sd=state_dict, config=config)
+
+
+def build_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The tiny VAE: SD1.x/SDXL latent layout, narrowest width."""
+    return random_vae(_VAE_CONFIG, seed)
 
 
 def build_controlnet(family: str = "sd15", seed: int = 1):
