@@ -251,7 +251,10 @@ def markdown_table(rows: list[Row], settings: EvalSettings, command: str) -> str
              f"{settings.steps} {settings.sampler}/{settings.scheduler} steps, CFG {settings.cfg}, K = {settings.strength}, "
              f"hires-fix denoise {settings.hires_denoise}. Time is CPU seconds per image (1 thread) relative to direct "
              "inference at the same size. Detail columns compare with real renders at the target size; "
-             "HF ratio: fine-detail power / real's (1 = real), patch FD: Fréchet distance of 8x8 patches (x1000).", ""]
+             "HF ratio: fine-detail power / real's (1 = real), patch FD: Fréchet distance of 8x8 patches (x1000). "
+             "Both count disc edges as detail too, so many small discs (direct inference) score better on them than "
+             "a right count with no texture; real detail is the background texture, which no 32x32 sample holds. "
+             "An object is any saturated blob of at least 8 pixels, small duplicates included.", ""]
     header = ("| Method | #Param trained | Training steps | Infer time | Count fidelity ↑ | Duplication ↓ "
               "| HF ratio (→1) | Patch FD ↓ |")
     rule = "|---|---|---|---|---|---|---|---|"

@@ -52,3 +52,11 @@ def test_patch_distance_is_zero_for_a_set_against_itself_and_grows_with_blur():
     blurred = torch.nn.functional.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)
     assert metrics.patch_frechet_distance(real, real) < 1e-6
     assert metrics.patch_frechet_distance(blurred, real) > metrics.patch_frechet_distance(renders(64, seed=3), real)
+
+
+def test_small_discs_count_as_objects_and_specks_do_not():
+    image = torch.full((1, 3, 128, 128), 0.45)
+    image[0, 0, 10:14, 10:14] = 1.0  # a 16-pixel red blob: a disc drawn at the wrong scale is still an object
+    image[0, 1, 50:52, 50:52] = 1.0  # a 4-pixel green speck: noise
+    image[0, 2, 80:110, 80:110] = 1.0
+    assert metrics.count_objects(image) == [2]
