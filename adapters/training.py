@@ -54,7 +54,7 @@ class TrainingSettings:
     width: int  # training crop in pixels; the pivot is half of it
     height: int
     steps: int  # optimizer steps in all (a resumed run continues up to this)
-    strength: float = 0.7  # K as a fraction of the model's time range (paper: 700 of 1000)
+    k: float = 0.7  # K as a fraction of the model's time range (paper: 700 of 1000)
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     batch_size: int = 1  # examples per micro-batch in each process
@@ -69,8 +69,8 @@ class TrainingSettings:
         for name in ("width", "height", "steps", "batch_size", "accumulation"):
             if getattr(self, name) < 1:
                 raise TrainingInputError(f"{name} = {getattr(self, name)}: it must be at least 1.")
-        if not MIN_TIME < self.strength <= 1.0:
-            raise TrainingInputError(f"K = {self.strength} is outside (0.001, 1]; the paper trains at 0.7 (t <= 700 of 1000).")
+        if not MIN_TIME < self.k <= 1.0:
+            raise TrainingInputError(f"K = {self.k} is outside (0.001, 1]; the paper trains at 0.7 (t <= 700 of 1000).")
         if not self.learning_rate > 0:
             raise TrainingInputError(f"learning rate {self.learning_rate}: it must be above 0 (the paper uses 5e-5).")
         if self.precision not in PRECISIONS:
@@ -159,7 +159,7 @@ def fresh_adapter(model, variant: str, injection: Optional[str], settings: Train
     recording the K it is trained for."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(settings.seed, "init"))
-        return new_adapter(model, variant, injection, k_range=(0.0, settings.strength))
+        return new_adapter(model, variant, injection, k_range=(0.0, settings.k))
 
 
 def check_resolution(width: int, height: int, vae_factor: int) -> None:
@@ -187,11 +187,11 @@ def global_batch_indices(seed: int, step: int, global_batch: int, count: int) ->
     return indices
 
 
-def item_draw(seed: int, draw: int | str, item: int, strength: float, shape: torch.Size) -> tuple[float, torch.Tensor]:
+def item_draw(seed: int, draw: int | str, item: int, k: float, shape: torch.Size) -> tuple[float, torch.Tensor]:
     """(u in (1/T, K], unit noise) of item ``item`` of draw ``draw`` (a step, or ``FIXED_DRAW``):
     independent of which process or micro-batch runs it."""
     generator = torch.Generator().manual_seed(derive_seed(seed, "item", draw, item))
-    u = MIN_TIME + (strength - MIN_TIME) * (1.0 - torch.rand((), generator=generator).item())
+    u = MIN_TIME + (k - MIN_TIME) * (1.0 - torch.rand((), generator=generator).item())
     return u, torch.randn(shape, generator=generator)
 
 
@@ -303,7 +303,7 @@ class Trainer:
         for item, index in items:
             example = self.data.examples[index]
             latent, pivot = load_example(example.latent_file)
-            u, noise = item_draw(self.settings.seed, draw, item, self.settings.strength, latent.shape)
+            u, noise = item_draw(self.settings.seed, draw, item, self.settings.k, latent.shape)
             latents.append(latent)
             pivots.append(pivot)
             noises.append(noise)
@@ -393,7 +393,7 @@ class Trainer:
 
     def training_metadata(self) -> dict[str, str]:
         """What the adapter file records about how it was trained."""
-        return {"base_model": self.base_model_id, "steps": str(self.step), "strength": f"{self.settings.strength:g}",
+        return {"base_model": self.base_model_id, "steps": str(self.step), "k": f"{self.settings.k:g}",
                 "resolution": f"{self.settings.width}x{self.settings.height}", "images": str(len(self.data.examples)),
                 "loss": f"{self.loss:.6g}", "seed": str(self.settings.seed),
                 "learning_rate": f"{self.settings.learning_rate:g}",

@@ -65,7 +65,7 @@ def count_flops(family: str, work: Workload) -> FlopCount:
         adapter.module.to(META)
         pivot = torch.zeros((1, 4, work.sizes[-2] // 8, work.sizes[-2] // 8))
         ratios[variant] = unet_call_flops(apply_upsampler_adapter(model, adapter, pivot), family, work.target) / flops[work.target]
-    stage_steps = len(pivot_sigmas(model.get_model_object("model_sampling"), work.scheduler, work.steps, work.strength)) - 1
+    stage_steps = len(pivot_sigmas(model.get_model_object("model_sampling"), work.scheduler, work.steps, work.k)) - 1
     cascade = work.steps * flops[work.base] + stage_steps * sum(flops[size] for size in work.sizes[1:])
     direct = work.steps * flops[work.target]
     # the second pass, KSampler at denoise < 1, runs all its steps (on the tail of a longer schedule)

@@ -33,7 +33,7 @@ class Workload:
     cfg: float = 7.5  # the official SDXL scripts' CFG; any value above 1 costs the same (cond + uncond)
     sampler: str = "euler"
     scheduler: str = "normal"
-    strength: float = 0.7  # K
+    k: float = 0.7  # K
     seed: int = 0
 
     @property
@@ -49,7 +49,7 @@ class Workload:
 
     def summary(self) -> str:
         """The sampling settings, for the report."""
-        return (f"{self.sampler}/{self.scheduler}, {self.steps} base steps, CFG {self.cfg:g}, K {self.strength:g}, "
+        return (f"{self.sampler}/{self.scheduler}, {self.steps} base steps, CFG {self.cfg:g}, K {self.k:g}, "
                 f"{UPSCALE_METHOD} pivot")
 
 
@@ -66,7 +66,7 @@ def cascade_node(model, models: ModelSet, work: Workload, adapter=None) -> torch
     output = SelfCascadeKSampler.execute(
         model=model, seed=work.seed, steps=work.steps, cfg=work.cfg, sampler_name=work.sampler, scheduler=work.scheduler,
         positive=models.positive, negative=models.negative, latent_image=empty_latent(work.base), scale_by=0.0,
-        target_width=work.target, target_height=work.target, pivot_strength=work.strength,
+        target_width=work.target, target_height=work.target, k=work.k, later_k=0.0,
         upscale_method=UPSCALE_METHOD, stage_steps=0, denoise=1.0, upsampler_adapter=adapter, adapter_strength=1.0)
     return output.result[0]["samples"]
 
@@ -81,7 +81,7 @@ def core_graph(model, models: ModelSet, work: Workload) -> torch.Tensor:
     """KSampler at the base, then per stage LatentUpscale and SamplerCustom on Pivot Reschedule sigmas."""
     (current,) = core.KSampler().sample(model, work.seed, work.steps, work.cfg, work.sampler, work.scheduler,
                                         models.positive, models.negative, empty_latent(work.base), denoise=1.0)
-    sigmas = PivotReschedule.execute(model, work.scheduler, work.steps, work.strength, 0).result[0]
+    sigmas = PivotReschedule.execute(model, work.scheduler, work.steps, work.k, 0).result[0]
     sampler = KSamplerSelect.execute(work.sampler).result[0]
     for stage, size in enumerate(work.sizes[1:], start=1):
         (current,) = core.LatentUpscale().upscale(current, UPSCALE_METHOD, size, size, "disabled")

@@ -23,7 +23,7 @@ class LoadUpsamplerAdapter(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="LoadUpsamplerAdapter",
+            node_id="SelfCascadeLoadUpsamplerAdapter",
             display_name="Load Upsampler Adapter",
             category=CATEGORY,
             description=("Loads learned Self-Cascade upsamplers (.safetensors made by this pack, or the official SDXL "
@@ -50,7 +50,7 @@ class ApplyUpsamplerAdapter(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="ApplyUpsamplerAdapter",
+            node_id="SelfCascadeApplyUpsamplerAdapter",
             display_name="Apply Upsampler Adapter",
             category=CATEGORY,
             description=("Patches a copy of the model so that, in one high-resolution stage, the UNet also reads the "

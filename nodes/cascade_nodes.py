@@ -15,9 +15,11 @@ from ..sampling.schedule import pivot_sigmas
 from .api import CATEGORY, UpsamplerAdapter, io, ui
 
 MAX_SIZE = host_nodes.MAX_RESOLUTION
-K_TOOLTIP = ("Pivot strength K: where each high-resolution stage starts, as a fraction of the model's time range. "
-             "0.7 is the paper's t = 700 of 1000 (35 of 50 steps). Lower keeps more of the pivot; higher lets the "
-             "model repaint more (and risks repeated objects).")
+K_TOOLTIP = ("K: where each high-resolution stage starts, as a fraction of the model's time range (the pivot is "
+             "re-noised to t = K). 0.7 is the paper's t = 700 of 1000 (35 of 50 steps). Lower keeps more of the pivot; "
+             "higher lets the model repaint more (and risks repeated objects).")
+LATER_K_TOOLTIP = ("K of the second and later high-resolution stages; 0 uses k for every stage. A lower K here "
+                   "(e.g. 0.5 after 0.7) keeps the composition the first stage settled and runs fewer steps.")
 
 
 def plan_for(model, latent: dict, scale_by: float, target_width: int, target_height: int):
@@ -61,7 +63,8 @@ class SelfCascadeKSampler(io.ComfyNode):
                              tooltip="Final width in pixels (0: use scale_by). Rounded to the model's size multiple."),
                 io.Int.Input("target_height", default=0, min=0, max=MAX_SIZE, step=8,
                              tooltip="Final height in pixels (0: use scale_by). Rounded to the model's size multiple."),
-                io.Float.Input("pivot_strength", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
+                io.Float.Input("k", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
+                io.Float.Input("later_k", default=0.0, min=0.0, max=1.0, step=0.01, tooltip=LATER_K_TOOLTIP),
                 io.Combo.Input("upscale_method", options=list(LATENT_METHODS), default="bilinear",
                                tooltip="How the pivot is upsampled between stages (paper: bilinear; official code: bicubic)."),
                 io.Int.Input("stage_steps", default=0, min=0, max=10000,
@@ -82,7 +85,7 @@ class SelfCascadeKSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, scale_by,
-                target_width, target_height, pivot_strength, upscale_method, stage_steps, denoise, vae=None,
+                target_width, target_height, k, later_k, upscale_method, stage_steps, denoise, vae=None,
                 upsampler_adapter=None, adapter_strength=1.0) -> io.NodeOutput:
         family, plan = plan_for(model, latent_image, scale_by, target_width, target_height)
         stage_patch = None
@@ -92,8 +95,8 @@ class SelfCascadeKSampler(io.ComfyNode):
 
             def stage_patch(stage_model, pivot, _index):
                 return apply_upsampler_adapter(stage_model, upsampler_adapter, pivot, adapter_strength)
-        settings = CascadeSettings(seed, steps, cfg, sampler_name, scheduler, pivot_strength, upscale_method,
-                                   stage_steps, denoise)
+        settings = CascadeSettings(seed, steps, cfg, sampler_name, scheduler, k, upscale_method, stage_steps, denoise,
+                                   later_k)
         latent, reports = run_cascade(model, positive, negative, latent_image, plan, family, settings, vae, stage_patch)
         report = "\n".join([*(r.line() for r in reports), *plan.notes])
         return io.NodeOutput(latent, ui=ui.PreviewText(report))
@@ -138,7 +141,7 @@ class PivotReschedule(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="PivotReschedule",
+            node_id="SelfCascadePivotReschedule",
             display_name="Pivot Reschedule",
             category=CATEGORY,
             description=("Sigmas for one high-resolution stage: the model's schedule cut where t <= K. Feed SamplerCustom "
@@ -148,7 +151,7 @@ class PivotReschedule(io.ComfyNode):
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
                                tooltip="The scheduler whose schedule is cut."),
                 io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Steps of the full (uncut) schedule."),
-                io.Float.Input("pivot_strength", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
+                io.Float.Input("k", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
                 io.Int.Input("stage_steps", default=0, min=0, max=10000,
                              tooltip="Exact steps below K; 0 keeps the part of the steps-step schedule below K."),
             ],
@@ -156,8 +159,8 @@ class PivotReschedule(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, scheduler, steps, pivot_strength, stage_steps) -> io.NodeOutput:
-        sigmas = pivot_sigmas(model.get_model_object("model_sampling"), scheduler, steps, pivot_strength, stage_steps)
+    def execute(cls, model, scheduler, steps, k, stage_steps) -> io.NodeOutput:
+        sigmas = pivot_sigmas(model.get_model_object("model_sampling"), scheduler, steps, k, stage_steps)
         return io.NodeOutput(sigmas)
 
 

@@ -40,7 +40,7 @@ class TrainUpsamplerAdapter(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="TrainUpsamplerAdapter",
+            node_id="SelfCascadeTrainUpsamplerAdapter",
             display_name="Train Upsampler Adapter",
             category=CATEGORY,
             description=("Trains learned upsamplers for this model (Self-Cascade's cheap tuning): the model stays "
@@ -64,7 +64,7 @@ class TrainUpsamplerAdapter(io.ComfyNode):
                 io.Combo.Input("injection", options=list(INJECTIONS), default=SKIP,
                                tooltip="skip: added to the skip features (paper); backbone: to the encoder path "
                                        "(official code)."),
-                io.Float.Input("pivot_strength", default=0.7, min=0.01, max=1.0, step=0.01,
+                io.Float.Input("k", default=0.7, min=0.01, max=1.0, step=0.01,
                                tooltip="K: trains t in (0, K] of the time range, the part of each stage after the "
                                        "pivot re-noise (paper 0.7)."),
                 io.Float.Input("learning_rate", default=5e-5, min=1e-7, max=1.0, step=1e-7,
@@ -82,11 +82,11 @@ class TrainUpsamplerAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, vae, conditioning, image_folder: str, resolution: int, steps: int, variant: str,
-                injection: str, pivot_strength: float, learning_rate: float, batch_size: int, seed: int,
+                injection: str, k: float, learning_rate: float, batch_size: int, seed: int,
                 save_name: str, overwrite: bool) -> io.NodeOutput:
         output = adapter_output_path(save_name)
         refuse_existing(output, overwrite)
-        settings = TrainingSettings(resolution, resolution, steps, strength=pivot_strength, learning_rate=learning_rate,
+        settings = TrainingSettings(resolution, resolution, steps, k=k, learning_rate=learning_rate,
                                     batch_size=batch_size, seed=seed)
         settings.check()
         cache = TrainingCache(Path(folder_paths.get_temp_directory()) / CACHE_FOLDER)

@@ -2,10 +2,10 @@
 
 Stage 0 samples the given latent as ``nodes.common_ksampler`` would (same noise, same schedule,
 ``denoise`` honoured). Stage r >= 1 upsamples the previous stage's clean latent (the pivot),
-starts the cut schedule of ``schedule.pivot_sigmas`` on it with fresh noise from ``seed + r``
-(the host's sampler adds it at the first sigma), and denoises with the same model, prompt and
-CFG: bit for bit what ``LatentUpscale`` + ``SamplerCustom`` with Pivot Reschedule sigmas and
-``noise_seed = seed + r`` give.
+starts the schedule cut at that stage's K (``schedule.pivot_sigmas``; stages 2 and later may
+have a K of their own) on it with fresh noise from ``seed + r`` (the host's sampler adds it at
+the first sigma), and denoises with the same model, prompt and CFG: bit for bit what
+``LatentUpscale`` + ``SamplerCustom`` with Pivot Reschedule sigmas and ``noise_seed = seed + r`` give.
 """
 from __future__ import annotations
 
@@ -41,10 +41,15 @@ class CascadeSettings:
     cfg: float
     sampler_name: str
     scheduler: str
-    strength: float = 0.7  # K, fraction of the model's time range
+    k: float = 0.7  # K: where each high-resolution stage starts, a fraction of the model's time range
     upscale_method: str = "bilinear"
     stage_steps: int = 0  # 0: derived from K and steps
     denoise: float = 1.0  # base stage only, as KSampler's
+    later_k: float = 0.0  # K of the second and later high-resolution stages; 0: the same as k
+
+    def k_of_stage(self, stage: int) -> float:
+        """K of high-resolution stage ``stage`` (1 is the first after the base)."""
+        return self.later_k if stage > 1 and self.later_k > 0.0 else self.k
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,12 @@ class StageReport:
     height: int
     steps: int
     seconds: float
+    k: Optional[float] = None  # None for the base stage, which starts from pure noise
 
     def line(self) -> str:
-        kind = "base" if self.index == 0 else f"stage {self.index}"
-        return f"{kind}: {self.width}x{self.height}, {self.steps} steps, {self.seconds:.2f} s"
+        if self.index == 0:
+            return f"base: {self.width}x{self.height}, {self.steps} steps, {self.seconds:.2f} s"
+        return f"stage {self.index}: {self.width}x{self.height}, K {self.k:.2f}, {self.steps} steps, {self.seconds:.2f} s"
 
 
 def stage_seed(seed: int, stage: int) -> int:
@@ -95,6 +102,17 @@ def check_latent(model, samples: torch.Tensor) -> None:
                                 "encode the image with this model's VAE or use an empty latent of the model's type.")
 
 
+def stage_schedules(model, plan: CascadePlan, settings: CascadeSettings) -> dict[int, torch.Tensor]:
+    """The cut schedule of every high-resolution stage (by stage index), each cut at its own K."""
+    model_sampling = model.get_model_object("model_sampling")
+    by_k: dict[float, torch.Tensor] = {}
+    for stage in range(1, plan.cascade_stages + 1):
+        k = settings.k_of_stage(stage)
+        if k not in by_k:
+            by_k[k] = pivot_sigmas(model_sampling, settings.scheduler, settings.steps, k, settings.stage_steps)
+    return {stage: by_k[settings.k_of_stage(stage)] for stage in range(1, plan.cascade_stages + 1)}
+
+
 def _oom(stage: int, width: int, height: int, error: Exception) -> Exception:
     message = (f"out of memory in cascade stage {stage} at {width}x{height}: choose a smaller target, "
                "fewer stages, a tiled VAE decode (VAE Decode (Tiled)), or free other models. Original: {error}")
@@ -112,10 +130,8 @@ def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, fami
         disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(model, samples)
-    stage_sigmas = (pivot_sigmas(model.get_model_object("model_sampling"), settings.scheduler, settings.steps,
-                                 settings.strength, settings.stage_steps) if plan.cascade_stages else None)
-    stage_count = len(stage_sigmas) - 1 if stage_sigmas is not None else 0
-    progress = _Progress(model, settings.steps + plan.cascade_stages * stage_count)
+    sigmas_of_stage = stage_schedules(model, plan, settings)
+    progress = _Progress(model, settings.steps + sum(len(sigmas) - 1 for sigmas in sigmas_of_stage.values()))
     batch_index = latent.get("batch_index")
     noise_mask = latent.get("noise_mask")
     reports = []
@@ -144,14 +160,16 @@ def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, fami
         stage_model = stage_patch(model, pivot, index) if stage_patch is not None else model
         seed = stage_seed(settings.seed, index)
         noise = comfy.sample.prepare_noise(upscaled, seed, batch_index)
+        sigmas = sigmas_of_stage[index]
         try:
-            samples = comfy.sample.sample_custom(stage_model, noise, settings.cfg, sampler, stage_sigmas, positive, negative,
+            samples = comfy.sample.sample_custom(stage_model, noise, settings.cfg, sampler, sigmas, positive, negative,
                                                  upscaled, noise_mask=noise_mask,
-                                                 callback=progress.stage_callback(stage_count),
+                                                 callback=progress.stage_callback(len(sigmas) - 1),
                                                  disable_pbar=disable_pbar, seed=seed)
         except comfy.model_management.OOM_EXCEPTION as error:
             raise _oom(index, size.width, size.height, error) from error
-        reports.append(StageReport(index, size.width, size.height, stage_count, time.perf_counter() - started))
+        reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
+                                   settings.k_of_stage(index)))
 
     out = latent.copy()
     out["samples"] = samples

@@ -21,11 +21,11 @@ class ScheduleError(ValueError):
     """A schedule request that cannot be met; the message names the problem and the fix."""
 
 
-def cut_sigma(model_sampling, strength: float) -> float:
-    """Sigma at t = K, with ``strength`` = K as a fraction of the model's time range (0, 1]."""
-    if not 0.0 < strength <= 1.0:
-        raise ScheduleError(f"pivot strength K = {strength} is outside (0, 1]; the paper uses 0.7 (t = 700 of 1000).")
-    return float(model_sampling.percent_to_sigma(1.0 - strength))
+def cut_sigma(model_sampling, k: float) -> float:
+    """Sigma at t = K, with ``k`` = K as a fraction of the model's time range (0, 1]."""
+    if not 0.0 < k <= 1.0:
+        raise ScheduleError(f"K = {k} is outside (0, 1]; the paper uses 0.7 (t = 700 of 1000).")
+    return float(model_sampling.percent_to_sigma(1.0 - k))
 
 
 def cut_schedule(sigmas: torch.Tensor, sigma_k: float) -> torch.Tensor:
@@ -41,7 +41,7 @@ def full_schedule(model_sampling, scheduler: str, steps: int) -> torch.Tensor:
     return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).cpu()
 
 
-def pivot_sigmas(model_sampling, scheduler: str, steps: int, strength: float, stage_steps: int = 0) -> torch.Tensor:
+def pivot_sigmas(model_sampling, scheduler: str, steps: int, k: float, stage_steps: int = 0) -> torch.Tensor:
     """Sigmas for one high-resolution stage: the schedule of ``steps`` steps cut at t <= K.
 
     ``stage_steps`` > 0 asks for exactly that many steps below K instead: the total step count is
@@ -51,13 +51,13 @@ def pivot_sigmas(model_sampling, scheduler: str, steps: int, strength: float, st
         raise ScheduleError(f"steps = {steps}: a stage needs at least 1 step.")
     if stage_steps < 0:
         raise ScheduleError(f"stage_steps = {stage_steps}: use 0 (derive from K and steps) or a positive count.")
-    sigma_k = cut_sigma(model_sampling, strength)
+    sigma_k = cut_sigma(model_sampling, k)
     if stage_steps == 0:
         sigmas = cut_schedule(full_schedule(model_sampling, scheduler, steps), sigma_k)
         if len(sigmas) < 2:
-            raise ScheduleError(f"K = {strength} with {steps} steps keeps no step; raise K or steps, or set stage_steps.")
+            raise ScheduleError(f"K = {k} with {steps} steps keeps no step; raise K or steps, or set stage_steps.")
         return sigmas
-    total = max(stage_steps, round(stage_steps / strength))
+    total = max(stage_steps, round(stage_steps / k))
     closest = None
     for _ in range(_MAX_SEARCH):
         sigmas = cut_schedule(full_schedule(model_sampling, scheduler, total), sigma_k)

@@ -26,22 +26,23 @@ USAGE = {
         "edit, and after a run the size, steps and seconds of each stage. Each stage is at most 2x per side; "
         "a 4x target runs two stages. Start from the model's native size (Self-Cascade Base Latent does it for "
         "you): SD1.5 512x512, SDXL and Flux 1024x1024, Wan 2.1 832x480.\n\n"
-        "K (pivot_strength) is the main dial: 0.7 is the paper's default; lower it (0.5-0.6) when details "
-        "repeat or the image drifts from the base, raise it (0.8) for more new detail."),
+        "K (the k input) is the main dial: 0.7 is the paper's default; lower it (0.5-0.6) when details "
+        "repeat or the image drifts from the base, raise it (0.8) for more new detail. later_k gives the second "
+        "and later stages a K of their own (0 keeps k for every stage)."),
     "SelfCascadeBaseLatent": (
         "Wire its target_width and target_height outputs into the Self-Cascade KSampler's inputs of the same "
         "names: the base then follows the target's aspect and you set the final size in one place."),
-    "PivotReschedule": (
+    "SelfCascadePivotReschedule": (
         "For hand-built cascades: KSampler (base) -> Pivot Upscale -> SamplerCustom with these sigmas and "
         "add_noise on. Use the same scheduler and steps as the base stage, and noise_seed = seed + stage."),
     "SelfCascadePivotUpscale": (
         "Between two stages of a hand-built cascade. Connect a VAE for Flux and SD3, whose latents resize "
         "badly; leave it empty for SD1.5 and SDXL (latent bilinear is the paper's)."),
-    "LoadUpsamplerAdapter": (
+    "SelfCascadeLoadUpsamplerAdapter": (
         "Put adapter files in `models/upsampler_adapters` (or a path named `upsampler_adapters` in "
         "extra_model_paths.yaml) and press R to refresh the list. The official SDXL weights "
         "(`upsampler_only.pth`) load as they are."),
-    "ApplyUpsamplerAdapter": (
+    "SelfCascadeApplyUpsamplerAdapter": (
         "One Apply Upsampler Adapter per high-resolution stage, fed by that stage's pivot; the Self-Cascade "
         "KSampler does this for you through its upsampler_adapter input."),
 }

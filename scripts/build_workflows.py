@@ -19,7 +19,8 @@ from typing import Any, Optional
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "workflows"
 API_OUT = OUT / "api"  # API-format exports (what the Run button sends), not listed as templates
-API_EXPORTS = ("self_cascade_demo",)  # the main job queues this one
+# the main job queues the demo; the real-layout checkpoint runs (tests, benchmarks) queue the SD1.5 and SDXL ones
+API_EXPORTS = ("self_cascade_demo", "sd15_512_to_2048_tuning_free", "sdxl_tuned_official_adapter")
 
 NEGATIVE = "blurry, lowres, jpeg artifacts, watermark, text, deformed"
 PROMPT = ("a cozy wooden cabin by a glacier lake at sunrise, snowy peaks, pine forest, mist over the water, "
@@ -51,7 +52,7 @@ def sampler(model: str = "ckpt", positive: tuple = ("pos", "CONDITIONING"), nega
     if targets_from_base:
         links.update(target_width=(latent, "target_width"), target_height=(latent, "target_height"))
     settings = {"seed": 42, "steps": 30, "cfg": 7.0, "sampler_name": "dpmpp_2m", "scheduler": "karras",
-                "pivot_strength": 0.7, "upscale_method": "bilinear", **widgets}
+                "k": 0.7, "later_k": 0.0, "upscale_method": "bilinear", **widgets}
     return node("cascade", "SelfCascadeKSampler", links, **settings)
 
 
@@ -69,7 +70,7 @@ WORKFLOWS: dict[str, list[dict]] = {
              "scale_by 4.0 asks for 4x per side; the sampler climbs in two stages of 2x\n"
              "(512 -> 1024 -> 2048), its panel lists them before you run.\n"
              "Each stage upsamples the clean result (the pivot), re-noises it to t = K and\n"
-             "denoises with the same model and prompt. pivot_strength K = 0.7 is the paper's\n"
+             "denoises with the same model and prompt. k (K) = 0.7 is the paper's\n"
              "t = 700 of 1000: 50 base steps, 35 per stage (paper: DDIM, 50 steps).\n"
              "Lower K keeps more of the pivot; higher K repaints more (and may repeat objects).\n"
              "After a run the panel shows the size, steps and seconds of every stage."),
@@ -102,7 +103,7 @@ WORKFLOWS: dict[str, list[dict]] = {
         *checkpoint("sd_xl_base_1.0.safetensors"),
         node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=4096, target_height=4096,
              batch_size=1, length=1),
-        sampler(pivot_strength=0.6, upscale_method="bicubic"),
+        sampler(k=0.6, upscale_method="bicubic"),
         *decode_and_save("sdxl_4096", tiled=True),
     ],
     "sdxl_tuned_official_adapter": [
@@ -113,7 +114,7 @@ WORKFLOWS: dict[str, list[dict]] = {
              "made for; the sampler applies it in every high-resolution stage with that\n"
              "stage's pivot. adapter_strength 1.0 is as trained; 0 is the tuning-free result."),
         *checkpoint("sd_xl_base_1.0.safetensors"),
-        node("adapter", "LoadUpsamplerAdapter", adapter_name="upsampler_only.pth"),
+        node("adapter", "SelfCascadeLoadUpsamplerAdapter", adapter_name="upsampler_only.pth"),
         node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=2048, target_height=2048,
              batch_size=1, length=1),
         sampler(extra_links={"upsampler_adapter": ("adapter", "UPSAMPLER_ADAPTER")}, adapter_strength=1.0),
@@ -136,10 +137,10 @@ WORKFLOWS: dict[str, list[dict]] = {
              seed=42, steps=30, cfg=7.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=1.0),
         node("upscale", "SelfCascadePivotUpscale", {"samples": ("base_sampler", "LATENT")},
              upscale_method="bilinear", scale_by=2.0, width=0, height=0),
-        node("reschedule", "PivotReschedule", {"model": ("ckpt", "MODEL")}, scheduler="karras", steps=30,
-             pivot_strength=0.7, stage_steps=0),
-        node("adapter", "LoadUpsamplerAdapter", adapter_name="upsampler_only.pth"),
-        node("apply", "ApplyUpsamplerAdapter", {"model": ("ckpt", "MODEL"), "upsampler_adapter": ("adapter", 0),
+        node("reschedule", "SelfCascadePivotReschedule", {"model": ("ckpt", "MODEL")}, scheduler="karras", steps=30,
+             k=0.7, stage_steps=0),
+        node("adapter", "SelfCascadeLoadUpsamplerAdapter", adapter_name="upsampler_only.pth"),
+        node("apply", "SelfCascadeApplyUpsamplerAdapter", {"model": ("ckpt", "MODEL"), "upsampler_adapter": ("adapter", 0),
                                                 "pivot": ("base_sampler", "LATENT")},
              strength=1.0, start_percent=0.0, end_percent=0.9),
         node("sampler_select", "KSamplerSelect", sampler_name="dpmpp_2m"),
@@ -219,10 +220,10 @@ WORKFLOWS: dict[str, list[dict]] = {
              "Load Upsampler Adapter. scripts/train_adapter.py adds captions and resuming."),
         node("ckpt", "CheckpointLoaderSimple", ckpt_name="sd_xl_base_1.0.safetensors"),
         node("caption", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Caption for every image", text=""),
-        node("train", "TrainUpsamplerAdapter", {"model": ("ckpt", "MODEL"), "vae": ("ckpt", "VAE"),
+        node("train", "SelfCascadeTrainUpsamplerAdapter", {"model": ("ckpt", "MODEL"), "vae": ("ckpt", "VAE"),
                                                 "conditioning": ("caption", "CONDITIONING")},
              image_folder="upsampler_training", resolution=2048, steps=4000, variant="lite", injection="skip",
-             pivot_strength=0.7, learning_rate=5e-5, batch_size=1, seed=0, save_name="sdxl_2048_lite",
+             k=0.7, learning_rate=5e-5, batch_size=1, seed=0, save_name="sdxl_2048_lite",
              overwrite=False),
         node("pos", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Positive", text=PROMPT),
         node("neg", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Negative", text=NEGATIVE),

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where encoded crops and captions are cached")
     training = parser.add_argument_group("training")
     training.add_argument("--steps", type=int, default=4000, help="optimizer steps in all (paper: 4k for 4x, 10k for 16x)")
-    training.add_argument("--strength", type=float, default=0.7, help="K: train t in (0, K] of the time range (paper 0.7)")
+    training.add_argument("--k", type=float, default=0.7, help="K: train t in (0, K] of the time range (paper 0.7)")
     training.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate")
     training.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     training.add_argument("--batch-size", type=int, default=1, help="images per micro-batch in each process")
@@ -157,7 +157,7 @@ def train(args: argparse.Namespace, load_models: Callable[[argparse.Namespace], 
         trained, start = checkpoint_progress(args.resume)
         settings = replace(trained, steps=args.steps, precision=args.precision)
     else:
-        settings = TrainingSettings(*args.resolution, steps=args.steps, strength=args.strength, learning_rate=args.lr,
+        settings = TrainingSettings(*args.resolution, steps=args.steps, k=args.k, learning_rate=args.lr,
                                     weight_decay=args.weight_decay, batch_size=args.batch_size,
                                     accumulation=args.accumulation, seed=args.seed, precision=args.precision)
         start = 0

@@ -9,7 +9,7 @@ const SAMPLER = "SelfCascadeKSampler";
 const BASE_LATENT = "SelfCascadeBaseLatent";
 const PANEL = "cascade_plan";
 // the sampler's settings the plan depends on, sent to the route under the same names
-const PLAN_SETTINGS = ["scale_by", "target_width", "target_height", "pivot_strength", "steps", "scheduler", "stage_steps"];
+const PLAN_SETTINGS = ["scale_by", "target_width", "target_height", "k", "later_k", "steps", "scheduler", "stage_steps"];
 // empty-latent nodes whose width/height widgets are the base size in pixels
 const SIZED_LATENTS = ["EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"];
 // settings can change anywhere upstream (a latent's width, a linked primitive); a cheap check of
@@ -52,15 +52,17 @@ function planQuery(node) {
   return { query: query.toString(), baseFrom: base.from };
 }
 
-function planText(answer, baseFrom, strength) {
+function planText(answer, baseFrom) {
   if (answer.error) return `⚠ ${answer.error}`;
-  const lines = [`Plan (K = ${strength}):`];
+  const lines = ["Plan:"];
   if (answer.stages) {
-    answer.stages.forEach((stage, index) => lines.push(
-      `  ${index === 0 ? "base   " : `stage ${index}`}  ${stage.width}x${stage.height}  ${stage.steps} steps`));
+    answer.stages.forEach((stage, index) => lines.push(index === 0
+      ? `  base     ${stage.width}x${stage.height}  ${stage.steps} steps`
+      : `  stage ${index}  ${stage.width}x${stage.height}  K ${stage.k.toFixed(2)}  ${stage.steps} steps`));
   } else {
-    lines.push(`  base     ${baseFrom} (sizes planned at run time)`,
-      `  each high-resolution stage  ${answer.stage_steps} steps`);
+    lines.push(`  base     ${baseFrom} (sizes planned at run time)`);
+    answer.high_res.forEach((stage, index) => lines.push(
+      `  ${index === 0 ? "stage 1" : "later stages"}  K ${stage.k.toFixed(2)}  ${stage.steps} steps`));
   }
   return [...lines, ...answer.notes.map((note) => `  note: ${note}`)].join("\n");
 }
@@ -97,7 +99,7 @@ function addPanel(node) {
     }
     if (state.query !== query) return; // the settings changed while this answer was on its way
     state.error = answer.error ?? null;
-    plan.textContent = planText(answer, baseFrom, Number(settingValue(node, "pivot_strength")).toFixed(2));
+    plan.textContent = planText(answer, baseFrom);
     element.title = answer.schedule ?? "";
   };
 

@@ -62,7 +62,7 @@ class EvalSettings:
     cfg: float = 2.0  # chosen at the native size on a held-out seed (777); 1.0-3.0 give 0.43-0.53 count fidelity there
     sampler: str = "euler"  # with eps prediction, deterministic DDIM (the paper's sampler)
     scheduler: str = "normal"
-    strength: float = 0.7  # K
+    k: float = 0.7  # K
     hires_denoise: float = 0.5
     scales: tuple[int, ...] = (2, 4)  # per side: 4x and 16x area
     adapter_images: int = 96
@@ -156,7 +156,7 @@ class Evaluation:
 
             def stage_patch(stage_model, pivot, index):
                 return apply_upsampler_adapter(stage_model, self.adapters[plan.stages[index].width], pivot)
-        settings = CascadeSettings(seed, s.steps, s.cfg, s.sampler, s.scheduler, s.strength)
+        settings = CascadeSettings(seed, s.steps, s.cfg, s.sampler, s.scheduler, s.k)
         latent, _ = run_cascade(self.model, demo_model.conditioning(self.contexts[count]), self.negative,
                                 {"samples": self._empty(images, native)}, plan, self.family, settings,
                                 stage_patch=stage_patch, disable_pbar=True)
@@ -248,7 +248,7 @@ def markdown_table(rows: list[Row], settings: EvalSettings, command: str) -> str
     lines = [f"Reproduce: `nice -n 19 python benchmarks/evidence/evaluate.py {command}` "
              f"(demo model: `benchmarks/evidence/train_base_model.py`, log in `models/demo/`).", "",
              f"N = {settings.n} images per row (a third per count 1, 2, 3), seed {settings.seed}, "
-             f"{settings.steps} {settings.sampler}/{settings.scheduler} steps, CFG {settings.cfg}, K = {settings.strength}, "
+             f"{settings.steps} {settings.sampler}/{settings.scheduler} steps, CFG {settings.cfg}, K = {settings.k}, "
              f"hires-fix denoise {settings.hires_denoise}. Time is CPU seconds per image (1 thread) relative to direct "
              "inference at the same size. Detail columns compare with real renders at the target size; "
              "HF ratio: fine-detail power / real's (1 = real), patch FD: Fréchet distance of 8x8 patches (x1000). "

@@ -35,17 +35,22 @@ def test_plan_follows_the_settings_and_the_latent(page):
     # the paper's 512 -> 2048 in two stages, 35 of 50 steps below K = 0.7
     plan = panel_when(page, sampler, "stage 2")
     assert "base     512x512  50 steps" in plan
-    assert "stage 1  1024x1024  35 steps" in plan and "stage 2  2048x2048  35 steps" in plan
+    assert "stage 1  1024x1024  K 0.70  35 steps" in plan and "stage 2  2048x2048  K 0.70  35 steps" in plan
 
     page.helper("setWidget", sampler, "scale_by", 2.0)
     panel_when(page, sampler, "stage 1  1024x1024", lacks="stage 2")
 
     page.helper("setWidget", latent, "width", 768)  # an upstream node: the base follows it
     plan = panel_when(page, sampler, "base     768x512")
-    assert "stage 1  1536x1024  35 steps" in plan
+    assert "stage 1  1536x1024  K 0.70  35 steps" in plan
 
-    page.helper("setWidget", sampler, "pivot_strength", 0.5)
-    assert "stage 1  1536x1024  25 steps" in panel_when(page, sampler, "K = 0.50")
+    page.helper("setWidget", sampler, "k", 0.5)
+    assert "stage 1  1536x1024  K 0.50  25 steps" in panel_when(page, sampler, "K 0.50")
+
+    page.helper("setWidget", sampler, "scale_by", 4.0)
+    page.helper("setWidget", sampler, "later_k", 0.3)
+    plan = panel_when(page, sampler, "K 0.30")
+    assert "stage 1  1536x1024  K 0.50  25 steps" in plan and "stage 2  3072x2048  K 0.30  15 steps" in plan
 
 
 def test_invalid_settings_warn_before_queueing_with_the_planners_message(page, browser_server):
@@ -106,7 +111,7 @@ def test_help_pages_are_current_and_shown_in_the_app(page, browser_server):
     }""", sampler)
     info = object_info["SelfCascadeKSampler"]
     assert info["description"] in help_text
-    assert info["input"]["required"]["pivot_strength"][1]["tooltip"] in help_text
+    assert info["input"]["required"]["k"][1]["tooltip"] in help_text
     closed = page.evaluate("""async () => {
         await window.comfyAPI.app.app.extensionManager.command.execute("Workspace.ToggleSidebarTab.node-library");
         for (let i = 0; i < 50 && document.querySelector(".node-help-content"); i++) {

@@ -17,30 +17,36 @@ def plan(url: str, **query) -> dict:
 
 def test_route_answers_the_planners_stages_and_steps(browser_server):
     answer = plan(browser_server.url, base_width=832, base_height=480, target_width=1664, target_height=960,
-                  steps=30, scheduler="simple", pivot_strength=0.6)
+                  steps=30, scheduler="simple", k=0.6)
     expected = plan_from_settings(832, 480, 2.0, 1664, 960)
     stage_steps = len(pivot_sigmas(comfy.model_sampling.ModelSamplingDiscrete(), "simple", 30, 0.6)) - 1
     assert [(s["width"], s["height"]) for s in answer["stages"]] == [(s.width, s.height) for s in expected.stages]
-    assert [s["steps"] for s in answer["stages"]] == [30, stage_steps]
-    assert answer["stage_steps"] == stage_steps and "no model is known" in answer["schedule"]
+    assert [(s["steps"], s["k"]) for s in answer["stages"]] == [(30, None), (stage_steps, 0.6)]
+    assert answer["high_res"] == [{"k": 0.6, "steps": stage_steps}] and "no model is known" in answer["schedule"]
+
+
+def test_route_gives_later_stages_their_own_k(browser_server):
+    answer = plan(browser_server.url, base_width=512, base_height=512, scale_by=4, steps=50, k=0.7, later_k=0.5)
+    assert [(s["width"], s["k"], s["steps"]) for s in answer["stages"][1:]] == [(1024, 0.7, 35), (2048, 0.5, 25)]
+    assert answer["high_res"] == [{"k": 0.7, "steps": 35}, {"k": 0.5, "steps": 25}]
 
 
 def test_route_rounds_and_says_so(browser_server):
     answer = plan(browser_server.url, base_width=1024, base_height=1024, target_width=2050, target_height=2050,
                   multiple=16)
-    assert answer["stages"][-1] == {"width": 2048, "height": 2048, "steps": answer["stage_steps"]}
+    assert answer["stages"][-1] == {"width": 2048, "height": 2048, "k": 0.7, "steps": answer["high_res"][0]["steps"]}
     assert answer["notes"] == list(plan_from_settings(1024, 1024, 2.0, 2050, 2050, 16).notes)
 
 
 def test_route_without_a_base_gives_the_stage_steps_only(browser_server):
     answer = plan(browser_server.url, steps=50)
-    assert answer["stages"] is None and answer["stage_steps"] == 35  # the paper's 35 of 50 at K = 0.7
+    assert answer["stages"] is None and answer["high_res"] == [{"k": 0.7, "steps": 35}]  # the paper's 35 of 50
 
 
 def test_route_passes_on_the_planners_and_the_schedules_errors(browser_server):
     assert "exceeds the 16384 px side limit" in plan(browser_server.url, base_width=512, base_height=512,
                                                      scale_by=40)["error"]
-    assert "outside (0, 1]" in plan(browser_server.url, pivot_strength=1.5)["error"]
+    assert "outside (0, 1]" in plan(browser_server.url, k=1.5)["error"]
     assert plan(browser_server.url, steps="many")["error"] == "steps = 'many' is not a number."
 
 

@@ -42,7 +42,7 @@ RUNS = {
                                             why="the tiny VAE has SD's 4-channel layout, so the graph runs on the "
                                                 "tiny SD1.5 model to exercise its pixel-space pivot"),
     "train_upsampler_adapter": TinyRun("sdxl", base=(64, 64), target=(128, 128), expect=(128, 128), overrides={
-        "TrainUpsamplerAdapter": {"resolution": 128, "steps": 2, "save_name": "browser_trained", "overwrite": True}},
+        "SelfCascadeTrainUpsamplerAdapter": {"resolution": 128, "steps": 2, "save_name": "browser_trained", "overwrite": True}},
         why="trains 2 steps on the test server's input/upsampler_training images"),
     "self_cascade_demo": TinyRun(None, base=(32, 32), expect=(128, 128), why="the shipped demo model runs as is"),
     "wan21_video_tuning_free": TinyRun("wan", base=(64, 64), target=(128, 128), expect=(128, 128),
@@ -72,7 +72,7 @@ def output_size(result: RunResult, tiny: dict) -> tuple[int, int]:
 def planned_stage_lines(url: str, sampler: dict, base: tuple[int, int], expect: tuple[int, int]) -> list[str]:
     """The stage sizes the plan route gives for the sampler's (tiny) settings, as the report writes them."""
     settings = {name: sampler["inputs"][name] for name in ("scale_by", "target_width", "target_height", "steps",
-                                                           "scheduler", "pivot_strength", "stage_steps")}
+                                                           "scheduler", "k", "later_k", "stage_steps")}
     for name, side in (("target_width", expect[0]), ("target_height", expect[1])):
         if isinstance(settings[name], list):  # linked to a Self-Cascade Base Latent: the run's final size
             settings[name] = side

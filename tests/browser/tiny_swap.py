@@ -29,7 +29,7 @@ MODEL_LOADERS = {"CheckpointLoaderSimple", "UNETLoader"}
 DROPPED = {"CLIPLoader", "DualCLIPLoader", "ControlNetLoader", "LoadImage", "Canny"}
 BYPASSED = {"LoraLoader": ("model", "clip"), "ControlNetApplyAdvanced": ("positive", "negative")}
 IMAGE_OUTPUT = {"VAEDecode", "VAEDecodeTiled", "SaveImage", "SaveAnimatedWEBP"}
-STEPPED = {"SelfCascadeKSampler", "KSampler", "PivotReschedule"}
+STEPPED = {"SelfCascadeKSampler", "KSampler", "SelfCascadePivotReschedule"}
 SAMPLERS = ("SelfCascadeKSampler", "SamplerCustom")
 
 
@@ -82,7 +82,7 @@ def to_tiny(prompt: dict, run: TinyRun) -> dict:
             redirect[(node_id, 1)], redirect[(node_id, 2)] = run.target
         elif kind.startswith("Empty") and "Latent" in kind:
             tiny[node_id] = _empty_latent(run)
-        elif kind == "LoadUpsamplerAdapter":
+        elif kind == "SelfCascadeLoadUpsamplerAdapter":
             inputs["adapter_name"] = run.adapter
         if kind in STEPPED:
             inputs["steps"] = STEPS

@@ -265,7 +265,7 @@ def test_sigma_window_and_strength():
     assert torch.equal(cascade(model, "sd15", with_adapter(adapter, start_percent=0.0, end_percent=0.0)), plain)
     assert calls == []
     sampling = model.get_model_object("model_sampling")
-    stage = pivot_sigmas(sampling, "normal", SETTINGS.steps, SETTINGS.strength, 0)
+    stage = pivot_sigmas(sampling, "normal", SETTINGS.steps, SETTINGS.k, 0)
     assert not torch.equal(cascade(model, "sd15", with_adapter(adapter, end_percent=0.9)), plain)
     sigma_end = sampling.percent_to_sigma(0.9)
     assert len(calls) == int((stage[:-1] >= sigma_end).sum()) < len(stage) - 1  # euler: one call per step

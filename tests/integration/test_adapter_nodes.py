@@ -70,7 +70,7 @@ def test_hand_built_tuned_cascade_equals_the_self_cascade_ksampler():
     latent = {"samples": torch.zeros((1, 4, 8, 8))}
     ours = SelfCascadeKSampler.execute(
         model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal", positive=positive,
-        negative=negative, latent_image=latent, scale_by=2.0, target_width=0, target_height=0, pivot_strength=K,
+        negative=negative, latent_image=latent, scale_by=2.0, target_width=0, target_height=0, k=K, later_k=0.0,
         upscale_method="bilinear", stage_steps=0, denoise=1.0, upsampler_adapter=adapter,
         adapter_strength=1.0).result[0]["samples"]
 

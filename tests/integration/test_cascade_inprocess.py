@@ -21,7 +21,7 @@ def node_cascade(model, family, latent, scale_by=2.0, **overrides):
     cond = build_conditioning(family)
     args = dict(model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal", positive=cond,
                 negative=build_conditioning(family, seed=1), latent_image=latent, scale_by=scale_by, target_width=0,
-                target_height=0, pivot_strength=K, upscale_method="bilinear", stage_steps=0, denoise=1.0)
+                target_height=0, k=K, later_k=0.0, upscale_method="bilinear", stage_steps=0, denoise=1.0)
     args.update(overrides)
     output = SelfCascadeKSampler.execute(**args)
     return output.result[0]["samples"], output.ui.as_dict()
@@ -53,7 +53,7 @@ def test_node_equals_hand_built_core_graph(family):
     assert ours.shape == reference.shape == (1, latent_channels(family), 32, 32)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
     report = ui["text"][0]
-    assert "base: 64x64, 6 steps" in report and "stage 2: 256x256, 4 steps" in report
+    assert "base: 64x64, 6 steps" in report and "stage 2: 256x256, K 0.70, 4 steps" in report
 
 
 def test_video_cascade_keeps_the_frame_count():

@@ -99,7 +99,7 @@ def test_saved_adapter_reloads_with_its_training_record(run):
     trained = run["trainer"].adapter.module.state_dict()
     assert all(torch.equal(loaded.module.state_dict()[name], value.cpu()) for name, value in trained.items())
     record = loaded.spec.provenance
-    assert (record["steps"], record["resolution"], record["images"], record["strength"]) == (str(STEPS), "64x64", "3", "0.7")
+    assert (record["steps"], record["resolution"], record["images"], record["k"]) == (str(STEPS), "64x64", "3", "0.7")
     assert record["base_model"] == "tiny-sd15" and math.isfinite(float(record["loss"]))
     assert loaded.spec.k_range == (0.0, 0.7)
     assert training.state_path(run["saved"]).is_file()
@@ -113,7 +113,7 @@ def test_trained_adapter_changes_the_cascade_an_untrained_one_does_not(run, one_
     def cascade(adapter=None):
         extra = {} if adapter is None else {"upsampler_adapter": adapter}
         output = SelfCascadeKSampler.execute(model, 1, 4, 3.0, "euler", "normal", build_conditioning("sd15"),
-                                             build_conditioning("sd15", seed=1), latent, 2.0, 0, 0, 0.7, "bilinear",
+                                             build_conditioning("sd15", seed=1), latent, 2.0, 0, 0, 0.7, 0.0, "bilinear",
                                              0, 1.0, **extra)
         return output.result[0]["samples"]
 

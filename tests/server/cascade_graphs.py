@@ -17,7 +17,7 @@ def cascade_node(g: Graph, model: Node, positive: Node, negative: Node, latent: 
     """A Self-Cascade KSampler with the suite's defaults (2x per side, K = 0.7), any input overridable."""
     settings = dict(model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal",
                     positive=positive, negative=negative, latent_image=latent, scale_by=2.0, target_width=0,
-                    target_height=0, pivot_strength=K, upscale_method="bilinear", stage_steps=0, denoise=1.0)
+                    target_height=0, k=K, later_k=0.0, upscale_method="bilinear", stage_steps=0, denoise=1.0)
     settings.update(overrides)
     return g.node("SelfCascadeKSampler", **settings)
 

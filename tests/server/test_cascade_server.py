@@ -10,16 +10,21 @@ from cascade_graphs import CFG, K, SEED, STEPS, cascade_node, saved_cascade, tin
 from harness import Graph
 
 
-def core_prompt(family: str) -> tuple[Graph, str]:
+def core_prompt(family: str, ks: tuple[float, ...] = (K,), steps: int = STEPS) -> tuple[Graph, str]:
+    """The cascade from core nodes: KSampler, then per stage LatentUpscale + Pivot Reschedule at that stage's K +
+    SamplerCustom with noise seed ``seed + stage``; 64 px doubling per stage."""
     g = Graph()
     model, positive, negative, latent = tiny_inputs(g, family)
-    base = g.node("KSampler", model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal",
-                  positive=positive, negative=negative, latent_image=latent, denoise=1.0)
-    upscaled = g.node("LatentUpscale", samples=base, upscale_method="bilinear", width=128, height=128, crop="disabled")
-    sigmas = g.node("PivotReschedule", model=model, scheduler="normal", steps=STEPS, pivot_strength=K, stage_steps=0)
-    stage = g.node("SamplerCustom", model=model, add_noise=True, noise_seed=SEED + 1, cfg=CFG, positive=positive,
-                   negative=negative, sampler=g.node("KSamplerSelect", sampler_name="euler"), sigmas=sigmas,
-                   latent_image=upscaled)
+    stage = g.node("KSampler", model=model, seed=SEED, steps=steps, cfg=CFG, sampler_name="euler", scheduler="normal",
+                   positive=positive, negative=negative, latent_image=latent, denoise=1.0)
+    for index, k in enumerate(ks, start=1):
+        size = 64 * 2**index
+        upscaled = g.node("LatentUpscale", samples=stage, upscale_method="bilinear", width=size, height=size,
+                          crop="disabled")
+        sigmas = g.node("SelfCascadePivotReschedule", model=model, scheduler="normal", steps=steps, k=k, stage_steps=0)
+        stage = g.node("SamplerCustom", model=model, add_noise=True, noise_seed=SEED + index, cfg=CFG,
+                       positive=positive, negative=negative, sampler=g.node("KSamplerSelect", sampler_name="euler"),
+                       sigmas=sigmas, latent_image=upscaled)
     return g, g.node("SaveLatent", samples=stage, filename_prefix=f"core_{family}").id
 
 
@@ -33,13 +38,24 @@ def test_node_equals_core_node_cascade_through_the_server(comfy, family):
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
 
 
+def test_later_stages_with_their_own_k_equal_the_core_node_cascade_cut_per_stage(comfy):
+    graph, save = saved_cascade("sd15", prefix="cascade_later_k", scale_by=4.0, steps=10, k=0.7, later_k=0.4)
+    ours = comfy.run(graph).latent(save.id)
+    core_graph, core_save_id = core_prompt("sd15", ks=(0.7, 0.4), steps=10)
+    reference = comfy.run(core_graph).latent(core_save_id)
+    assert ours.shape == reference.shape == (1, 4, 32, 32)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    constant_graph, constant_save = saved_cascade("sd15", prefix="cascade_constant_k", scale_by=4.0, steps=10, k=0.7)
+    assert not torch.allclose(comfy.run(constant_graph).latent(constant_save.id), ours)  # the later K did change stage 2
+
+
 def test_report_is_returned_as_ui_text(comfy):
     g = Graph()
     sampler = cascade_node(g, *tiny_inputs(g, "sd15"), scale_by=4.0)
     g.node("SaveLatent", samples=sampler, filename_prefix="report")
     lines = comfy.run(g).text(sampler.id).splitlines()
     assert lines[0].startswith("base: 64x64, 5 steps,")
-    assert lines[2].startswith("stage 2: 256x256, 3 steps,")
+    assert lines[2].startswith("stage 2: 256x256, K 0.70, 3 steps,")
 
 
 def test_video_model_runs_a_two_stage_cascade_with_its_frames(comfy):

@@ -12,7 +12,7 @@ def demo_cascade_graph(count: int, size: int, steps: int, seed: int) -> tuple[Gr
     sampler = graph.node(
         "SelfCascadeKSampler", model=demo, seed=seed, steps=steps, cfg=4.0, sampler_name="euler", scheduler="normal",
         positive=demo.out(1), negative=demo.out(2), latent_image=base.out(0), scale_by=2.0,
-        target_width=base.out(1), target_height=base.out(2), pivot_strength=0.7, upscale_method="bilinear",
+        target_width=base.out(1), target_height=base.out(2), k=0.7, later_k=0.0, upscale_method="bilinear",
         stage_steps=0, denoise=1.0)
     image = graph.node("VAEDecode", samples=sampler, vae=demo.out(3))
     save = graph.node("SaveImage", images=image, filename_prefix="self-cascade/demo")

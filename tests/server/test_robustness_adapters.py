@@ -35,7 +35,7 @@ def trained_like(adapter: UpsamplerAdapter, seed: int) -> UpsamplerAdapter:
 
 def tuned_prompt(adapter_name: str, family: str = "sd15", prefix: str = "tuned", **overrides) -> tuple[Graph, object]:
     g = Graph()
-    adapter = g.node("LoadUpsamplerAdapter", adapter_name=adapter_name)
+    adapter = g.node("SelfCascadeLoadUpsamplerAdapter", adapter_name=adapter_name)
     sampler = cascade_node(g, *tiny_inputs(g, family), upsampler_adapter=adapter, **overrides)
     return g, g.node("SaveLatent", samples=sampler, filename_prefix=prefix)
 
@@ -124,8 +124,8 @@ def test_pickle_with_code_is_never_executed(comfy, adapter_folder, tmp_path):
 
 
 def test_back_to_back_tuned_prompts_do_not_influence_each_other(comfy, adapters):
-    first_graph, first_save = tuned_prompt(adapters["sd15_a"], prefix="solo_a", pivot_strength=0.6)
-    second_graph, second_save = tuned_prompt(adapters["sd15_b"], prefix="solo_b", pivot_strength=0.8, seed=5)
+    first_graph, first_save = tuned_prompt(adapters["sd15_a"], prefix="solo_a", k=0.6)
+    second_graph, second_save = tuned_prompt(adapters["sd15_b"], prefix="solo_b", k=0.8, seed=5)
     forget_cached_outputs(comfy)
     first_solo = comfy.run(first_graph).latent(first_save.id)
     forget_cached_outputs(comfy)

@@ -61,9 +61,9 @@ def test_target_above_the_side_limit_is_refused(comfy):
 @pytest.mark.usefixtures("then_valid")
 @pytest.mark.parametrize("strength", [0.0, 1.5])
 def test_pivot_strength_outside_unit_interval_is_refused(comfy, strength):
-    graph, _ = saved_cascade("sd15", pivot_strength=strength)
+    graph, _ = saved_cascade("sd15", k=strength)
     rejected = comfy.expect_validation_error(graph)
-    assert "pivot_strength" in str(rejected)
+    assert "k" in str(rejected)
 
 
 @pytest.mark.usefixtures("then_valid")
@@ -71,7 +71,7 @@ def test_stage_steps_zero_derives_them_from_k_and_negative_is_refused(comfy):
     g = Graph()
     sampler = cascade_node(g, *tiny_inputs(g, "sd15"), steps=10, stage_steps=0)
     g.node("SaveLatent", samples=sampler, filename_prefix="auto_steps")
-    assert "stage 1: 128x128, 7 steps" in comfy.run(g).text(sampler.id)  # 7 of 10 below K = 0.7
+    assert "stage 1: 128x128, K 0.70, 7 steps" in comfy.run(g).text(sampler.id)  # 7 of 10 below K = 0.7
     graph, _ = saved_cascade("sd15", stage_steps=-1)
     assert "stage_steps" in str(comfy.expect_validation_error(graph))
 
@@ -115,7 +115,7 @@ def test_input_model_is_identical_before_and_after_every_node(comfy):
     model, positive, negative, latent = tiny_inputs(g, "sd15")
     before = g.node("TinyModelFingerprint", model=model)  # runs first: the sampler takes its output
     sampler = cascade_node(g, before, positive, negative, latent)
-    sigmas = g.node("PivotReschedule", model=before, scheduler="normal", steps=5, pivot_strength=0.7, stage_steps=0)
+    sigmas = g.node("SelfCascadePivotReschedule", model=before, scheduler="normal", steps=5, k=0.7, stage_steps=0)
     upscaled = g.node("SelfCascadePivotUpscale", samples=sampler, upscale_method="bilinear", scale_by=2.0, width=0,
                       height=0)
     stage = g.node("SamplerCustom", model=before, add_noise=True, noise_seed=3, cfg=4.0, positive=positive,
@@ -144,9 +144,9 @@ def test_plain_branch_beside_a_cascade_equals_a_graph_without_our_nodes(comfy):
 
 
 def test_same_seed_is_bit_identical_across_runs_and_k_matters(comfy):
-    first_graph, first_save = saved_cascade("sd15", prefix="det_a", pivot_strength=0.6)
-    second_graph, second_save = saved_cascade("sd15", prefix="det_b", pivot_strength=0.6)
-    other_graph, other_save = saved_cascade("sd15", prefix="det_c", pivot_strength=0.8)
+    first_graph, first_save = saved_cascade("sd15", prefix="det_a", k=0.6)
+    second_graph, second_save = saved_cascade("sd15", prefix="det_b", k=0.6)
+    other_graph, other_save = saved_cascade("sd15", prefix="det_c", k=0.8)
     first = comfy.run(first_graph).latent(first_save.id)
     other = comfy.run(other_graph).latent(other_save.id)
     forget_cached_outputs(comfy)

@@ -37,10 +37,10 @@ def images(tmp_path_factory) -> Path:
 
 def training_graph(image_folder, save_name: str, steps: int = 3, overwrite: bool = False) -> tuple[Graph, str]:
     graph = Graph()
-    train = graph.node("TrainUpsamplerAdapter", model=graph.node("TinyModelLoader", family="sd15", seed=0),
+    train = graph.node("SelfCascadeTrainUpsamplerAdapter", model=graph.node("TinyModelLoader", family="sd15", seed=0),
                        vae=graph.node("TinyVAE", seed=0), conditioning=graph.node("TinyConditioning", family="sd15", seed=0),
                        image_folder=str(image_folder), resolution=64, steps=steps, variant="lite", injection="skip",
-                       pivot_strength=0.7, learning_rate=0.01, batch_size=1, seed=0, save_name=save_name,
+                       k=0.7, learning_rate=0.01, batch_size=1, seed=0, save_name=save_name,
                        overwrite=overwrite)
     return graph, train.id
 
@@ -57,17 +57,17 @@ def test_trained_adapter_is_saved_listed_and_loadable(comfy, adapter_folder, ima
     assert "saved tiny-trained.safetensors: 3 steps on 2 images" in report
     assert sorted(p.name for p in adapters.iterdir()) == ["tiny-trained.safetensors"]  # no state sidecar, no temp
 
-    info = comfy.get("/object_info/LoadUpsamplerAdapter").json()["LoadUpsamplerAdapter"]
+    info = comfy.get("/object_info/SelfCascadeLoadUpsamplerAdapter").json()["SelfCascadeLoadUpsamplerAdapter"]
     assert "tiny-trained.safetensors" in combo_options(info["input"]["required"]["adapter_name"])
 
     use = Graph()
-    loader = use.node("LoadUpsamplerAdapter", adapter_name="tiny-trained.safetensors")
+    loader = use.node("SelfCascadeLoadUpsamplerAdapter", adapter_name="tiny-trained.safetensors")
     sampler = use.node("SelfCascadeKSampler", model=use.node("TinyModelLoader", family="sd15", seed=0), seed=0, steps=4,
                        cfg=3.0, sampler_name="euler", scheduler="normal",
                        positive=use.node("TinyConditioning", family="sd15", seed=0),
                        negative=use.node("TinyConditioning", family="sd15", seed=1),
                        latent_image=use.node("EmptyLatentImage", width=32, height=32, batch_size=1), scale_by=2.0,
-                       target_width=0, target_height=0, pivot_strength=0.7, upscale_method="bilinear", stage_steps=0,
+                       target_width=0, target_height=0, k=0.7, later_k=0.0, upscale_method="bilinear", stage_steps=0,
                        denoise=1.0, upsampler_adapter=loader)
     save = use.node("SaveLatent", samples=sampler, filename_prefix="trained-adapter")
     result = comfy.run(use)
@@ -81,7 +81,7 @@ def test_an_existing_name_is_refused_and_kept(comfy, adapter_folder, images):
     existing.write_bytes(b"someone's adapter")
     graph, _ = training_graph(images, "taken", steps=2)
     error = comfy.expect_execution_error(graph)
-    assert error.node_type == "TrainUpsamplerAdapter" and "already exists" in error.message
+    assert error.node_type == "SelfCascadeTrainUpsamplerAdapter" and "already exists" in error.message
     assert existing.read_bytes() == b"someone's adapter"
 
 

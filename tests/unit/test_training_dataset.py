@@ -135,7 +135,7 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file_and_no_temp(tmp_path, mo
 
 def test_settings_refuse_out_of_range_values():
     with pytest.raises(TrainingInputError, match="K = 0"):
-        training.TrainingSettings(64, 64, 10, strength=0.0).check()
+        training.TrainingSettings(64, 64, 10, k=0.0).check()
     with pytest.raises(TrainingInputError, match="batch_size"):
         training.TrainingSettings(64, 64, 10, batch_size=0).check()
     assert math.isclose(training.TrainingSettings(64, 64, 10, batch_size=2, accumulation=3).global_batch(2), 12)
