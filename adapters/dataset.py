@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,6 +22,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import comfy.utils
+
+from .fileformat import replaced_atomically
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CACHE_FORMAT = "selfcascade-training-cache/1"
@@ -155,21 +156,11 @@ def downsample(image: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return resized.movedim(1, -1)
 
 
-def write_safetensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write next to ``path`` then rename over it: a reader never sees half a file, and a failed
-    write (disk full) leaves the old file, if any, and no temp file behind."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        safetensors.torch.save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temp, metadata)
-        os.replace(temp, path)
-    except OSError as error:
-        raise OSError(error.errno, f"could not write '{path}' ({error.strerror or error}); free disk space or "
-                                   "choose another folder") from error
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
+def write_cache_file(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """One cache entry, written atomically: a reader (another process of the run) never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as temporary:
+        safetensors.torch.save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, temporary, metadata)
 
 
 class TrainingCache:
@@ -194,8 +185,7 @@ def encode_example(vae, record: ImageRecord, origin: tuple[int, int], width: int
     with torch.no_grad():
         latent = vae.encode(pixels).float()
         pivot = vae.encode(downsample(pixels)).float()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_safetensors_atomic(target, {"latent": latent, "pivot": pivot},
+    write_cache_file(target, {"latent": latent, "pivot": pivot},
                              {"format": CACHE_FORMAT, "source": record.relative, "crop": json.dumps([*origin, width, height])})
 
 
@@ -213,8 +203,7 @@ def encode_caption(encode_text: TextEncoder, caption: str, target: Path) -> None
     tensors = {"context": context}
     tensors.update({f"extra.{name}": value for name, value in extras.items() if isinstance(value, torch.Tensor)})
     scalars = {name: value for name, value in extras.items() if isinstance(value, (int, float, str, bool))}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_safetensors_atomic(target, tensors, {"format": CACHE_FORMAT, "scalars": json.dumps(scalars)})
+    write_cache_file(target, tensors, {"format": CACHE_FORMAT, "scalars": json.dumps(scalars)})
 
 
 def load_caption(text_file: Path) -> list:

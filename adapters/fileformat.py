@@ -7,6 +7,7 @@ are JSON, parsed with ``json.loads`` and checked for type and size.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import struct
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import safetensors
 import safetensors.torch
@@ -36,6 +37,34 @@ CONVERT_HINT = "convert it with scripts/convert_official_adapter.py"
 
 class AdapterError(ValueError):
     """An adapter file or adapter/model pair that cannot be used; the message names the file or mismatch and the fix."""
+
+
+class WriteFailed(OSError):
+    """A file could not be written; the message names it and the fix, and nothing was replaced."""
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path | str) -> Iterator[Path]:
+    """A temporary name next to ``path`` to write to, renamed over ``path`` when the block completes.
+
+    The one way this pack writes files: a reader never sees half a file, and a failure (disk full)
+    leaves the old file, if any, and no temporary behind. Nested blocks rename only once every
+    one of them has written, so files that belong together are replaced together or not at all.
+    """
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except WriteFailed:
+        raise
+    except OSError as error:
+        raise WriteFailed(error.errno, f"could not write '{path}' ({error.strerror or error}); free disk space or "
+                                       "choose another folder. Nothing was replaced.") from error
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def spec_to_metadata(spec: AdapterSpec) -> dict[str, str]:
@@ -236,8 +265,17 @@ def load_adapter(path: Path | str) -> UpsamplerAdapter:
     return _load_safetensors(path)
 
 
+def write_adapter(path: Path | str, adapter: UpsamplerAdapter) -> None:
+    """Write ``adapter``'s weights and metadata to ``path`` as they are (checked to read back)."""
+    metadata = spec_to_metadata(adapter.spec)
+    spec_from_metadata(metadata, str(path))  # refuse to write what we could not read back
+    state = {key: value.detach().to("cpu").contiguous() for key, value in adapter.module.state_dict().items()}
+    _module_with(adapter.spec, state, str(path))
+    safetensors.torch.save_file(state, str(path), metadata=metadata)
+
+
 def save_adapter(path: Path | str, adapter: UpsamplerAdapter, overwrite: bool = False) -> None:
-    """Write ``adapter`` atomically (temporary file in the same folder, then os.replace)."""
+    """Write ``adapter`` to a new ``.safetensors`` file, atomically."""
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise AdapterError(f"{path}: adapters are saved as .safetensors; choose a name ending in .safetensors.")
@@ -245,18 +283,8 @@ def save_adapter(path: Path | str, adapter: UpsamplerAdapter, overwrite: bool = 
         raise AdapterError(f"{path}: exists; choose another name or pass overwrite=True.")
     if not path.parent.is_dir():
         raise AdapterError(f"{path}: the folder {path.parent} does not exist; create it first.")
-    metadata = spec_to_metadata(adapter.spec)
-    spec_from_metadata(metadata, str(path))  # refuse to write what we could not read back
-    state = {key: value.detach().to("cpu").contiguous() for key, value in adapter.module.state_dict().items()}
-    _module_with(adapter.spec, state, str(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        safetensors.torch.save_file(state, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as temporary:
+        write_adapter(temporary, adapter)
 
 
 def convert_official_adapter(source: Path | str, destination: Path | str, overwrite: bool = False) -> UpsamplerAdapter:

@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -38,7 +37,7 @@ import comfy.samplers
 
 from .dataset import (Example, TextEncoder, TrainingCache, TrainingInputError, derive_seed, encode_caption,
                       encode_missing, examples_for, load_caption, load_example, scan_image_folder)
-from .fileformat import save_adapter
+from .fileformat import replaced_atomically, write_adapter
 from .injection import apply_upsampler_adapter, direct_call_options
 from .modules import UpsamplerAdapter, new_adapter
 
@@ -402,29 +401,19 @@ class Trainer:
     def save(self, path: str | os.PathLike, overwrite: bool = False, with_state: bool = True) -> Path:
         """The adapter (training facts in its provenance) and, for resuming, its state sidecar.
 
-        Only the main process writes. Both files are written to temporary names in the target
-        folder first and renamed only when both are complete, so a failure (disk full) leaves the
-        previous files, if any, and nothing else.
+        Only the main process writes. Both files are replaced together once both are written, so a
+        failure (disk full) leaves the previous files, if any, and nothing else.
         """
         path = Path(path)
         if not self.group.is_main:
             return path
         refuse_existing(path, overwrite)
-        temporaries = [temporary_sibling(path)]
-        try:
-            save_adapter(temporaries[0], self.trained_adapter(), overwrite=True)
+        with contextlib.ExitStack() as files:
+            write_adapter(files.enter_context(replaced_atomically(path)), self.trained_adapter())
             if with_state:
-                temporaries.append(temporary_sibling(state_path(path)))
                 tensors, metadata = self._state_tensors()
-                safetensors.torch.save_file(tensors, temporaries[1], metadata=metadata)
-                os.replace(temporaries[1], state_path(path))
-            os.replace(temporaries[0], path)
-        except OSError as error:
-            raise OSError(error.errno, f"could not save the adapter '{path}' ({error.strerror or error}); free disk "
-                                       "space or choose another folder. Nothing was replaced.") from error
-        finally:
-            for temporary in temporaries:
-                temporary.unlink(missing_ok=True)
+                safetensors.torch.save_file(tensors, files.enter_context(replaced_atomically(state_path(path))),
+                                            metadata=metadata)
         return path
 
     def trained_adapter(self) -> UpsamplerAdapter:
@@ -507,13 +496,6 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
     for existing in (path, state_path(path)):
         if existing.exists():
             raise TrainingInputError(f"'{existing}' already exists; choose another name or allow overwriting.")
-
-
-def temporary_sibling(path: Path) -> Path:
-    """A fresh name in ``path``'s folder (same file system, so os.replace is atomic)."""
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.safetensors", dir=path.parent)
-    os.close(handle)
-    return Path(name)
 
 
 def checkpoint_path(output: Path, step: int) -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import subprocess
@@ -12,9 +13,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from selfcascade.adapters.fileformat import (FORMAT_VERSION, AdapterError, check_weights, convert_official_adapter,
-                                             from_official_keys, load_adapter, official_spec, save_adapter,
-                                             spec_to_metadata)
+from selfcascade.adapters.fileformat import (FORMAT_VERSION, AdapterError, WriteFailed, check_weights,
+                                             convert_official_adapter, from_official_keys, load_adapter, official_spec,
+                                             replaced_atomically, save_adapter, spec_to_metadata)
 from selfcascade.adapters.modules import LITE, OFFICIAL_SDXL_POINTS, AdapterSpec, UpsamplerAdapter, build_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,6 +72,21 @@ def test_save_refuses_to_overwrite_unless_asked_and_never_half_writes(tmp_path):
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["a.safetensors"]
     save_adapter(path, lite_adapter(1), overwrite=True)
     assert path.read_bytes() != before
+
+
+def test_files_written_together_are_replaced_together_or_not_at_all(tmp_path):
+    first, second = tmp_path / "adapter.safetensors", tmp_path / "adapter.state.safetensors"
+    for path in (first, second):
+        path.write_bytes(b"old")
+    with pytest.raises(WriteFailed, match="adapter.state.safetensors.*No space left.*free disk space"):
+        with replaced_atomically(first) as first_file, replaced_atomically(second) as second_file:
+            first_file.write_bytes(b"new")
+            raise OSError(errno.ENOSPC, "No space left on device")  # while writing the second file
+    assert first.read_bytes() == second.read_bytes() == b"old" and len(os.listdir(tmp_path)) == 2
+    with replaced_atomically(first) as first_file, replaced_atomically(second) as second_file:
+        first_file.write_bytes(b"new")
+        second_file.write_bytes(b"new")
+    assert first.read_bytes() == second.read_bytes() == b"new" and len(os.listdir(tmp_path)) == 2
 
 
 def test_truncated_file_is_refused_with_its_name(tmp_path):

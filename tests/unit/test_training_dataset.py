@@ -118,7 +118,7 @@ def test_resolution_must_halve_into_whole_latents():
 
 def test_atomic_write_on_a_full_disk_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "cache.safetensors"
-    dataset.write_safetensors_atomic(target, {"x": torch.ones(3)}, {"format": "old"})
+    dataset.write_cache_file(target, {"x": torch.ones(3)}, {"format": "old"})
     original = target.read_bytes()
 
     def full_disk(tensors, filename, metadata=None):
@@ -128,7 +128,7 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file_and_no_temp(tmp_path, mo
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
 
     with pytest.raises(OSError, match="cache.safetensors.*No space left.*free disk space"):
-        dataset.write_safetensors_atomic(target, {"x": torch.zeros(3)}, {"format": "new"})
+        dataset.write_cache_file(target, {"x": torch.zeros(3)}, {"format": "new"})
     assert target.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["cache.safetensors"]
 
