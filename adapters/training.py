@@ -216,29 +216,36 @@ def model_inputs(base_model, conditionings: list[list], noise: torch.Tensor, dev
     return {name: per_item[0][name].concat([item[name] for item in per_item[1:]]) for name in per_item[0]}
 
 
+def _frozen_alias(tensor: torch.Tensor) -> torch.Tensor:
+    """An ordinary tensor without gradient on ``tensor``'s storage (no copy)."""
+    if tensor.is_inference():
+        return torch.from_dlpack(tensor.detach())  # created outside inference mode: autograd may save it
+    return tensor.detach()
+
+
 @contextlib.contextmanager
 def frozen(module: torch.nn.Module) -> Iterator[None]:
-    """No gradients for ``module``'s weights while training, flags restored after.
+    """Let gradients flow through ``module`` to the adapter without touching its weights.
 
-    ComfyUI runs nodes under ``torch.inference_mode``, so weights loaded there are inference
-    tensors, which autograd refuses to save for backward. Those are swapped once for ordinary
-    tensors with the same values (bit-identical weights, no copy kept).
+    The adapter's features enter the UNet's decoder, so autograd saves the weights of every layer
+    after them for backward. ComfyUI loads weights under ``torch.inference_mode``: such inference
+    tensors cannot be saved, and weights that require grad would collect gradients. For the block,
+    each of those parameters and buffers is replaced by a frozen ordinary alias of its storage
+    (no copy: weights + adapter + activations at peak); the original objects are put back after,
+    so the module that every clone and ComfyUI's cache share keeps its parameter objects, flags
+    and values.
     """
-    flags = {name: parameter.requires_grad for name, parameter in module.named_parameters()}
-    for name, parameter in list(module.named_parameters()):
-        if parameter.is_inference():
-            owner, _, leaf = name.rpartition(".")
-            setattr(module.get_submodule(owner), leaf, torch.nn.Parameter(parameter.clone(), requires_grad=False))
-    for name, buffer in list(module.named_buffers()):
-        if buffer.is_inference():
-            owner, _, leaf = name.rpartition(".")
-            module.get_submodule(owner).register_buffer(leaf, buffer.clone())
-    module.requires_grad_(False)
+    swapped = [(owner, table, name, tensor) for owner in module.modules()
+               for table in (owner._parameters, owner._buffers) for name, tensor in table.items()
+               if tensor is not None and (tensor.is_inference() or tensor.requires_grad)]
+    for owner, table, name, tensor in swapped:
+        alias = _frozen_alias(tensor)
+        table[name] = torch.nn.Parameter(alias, requires_grad=False) if table is owner._parameters else alias
     try:
         yield
     finally:
-        for name, parameter in module.named_parameters():
-            parameter.requires_grad_(flags[name])
+        for _, table, name, tensor in swapped:
+            table[name] = tensor
 
 
 def model_fingerprint(module: torch.nn.Module) -> str:

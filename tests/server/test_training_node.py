@@ -4,6 +4,7 @@ models/upsampler_adapters, and Load Upsampler Adapter then lists it and the casc
 This module overrides ``comfy_server`` with a server whose upsampler_adapters folder is a temporary
 one: the node writes there, never into the host tree.
 """
+import json
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,19 @@ def test_an_empty_image_folder_is_refused(comfy, tmp_path):
     graph, _ = training_graph(tmp_path, "never-written")
     error = comfy.expect_execution_error(graph)
     assert "holds no" in error.message and str(tmp_path) in error.message
+
+
+def weight_objects(comfy, label: str) -> dict:
+    """What TinyModelWeightIds reports about the cached tiny SD1.5 (the training graph's loader)."""
+    graph = Graph()
+    report = graph.node("TinyModelWeightIds", model=graph.node("TinyModelLoader", family="sd15", seed=0), label=label)
+    return json.loads(comfy.run(graph).text(report.id))
+
+
+def test_training_leaves_the_cached_model_s_weight_objects_and_values_alone(comfy, images):
+    before = weight_objects(comfy, "before training")
+    graph, train = training_graph(images, "leaves-weights-alone", steps=2)
+    assert "saved leaves-weights-alone.safetensors: 2 steps" in comfy.run(graph).text(train)
+    after = weight_objects(comfy, "after training")
+    assert after["module"] == before["module"], "the loader ran again: the comparison would prove nothing"
+    assert before["tensors"] > 0 and after == before

@@ -6,7 +6,11 @@
 - ``TinyModelFingerprint``: passes a MODEL through and reports a digest of its weights,
   ``model_options`` and object patches, optionally after another node's output (``after``) so the
   digest is taken once that node has run.
+- ``TinyModelWeightIds``: reports which objects hold a MODEL's weights (the module's and every
+  parameter's and buffer's ``id``) and a digest of their values and ``requires_grad`` flags, so a
+  test can tell whether a node swapped or changed the weights of a model ComfyUI has cached.
 """
+import json
 import hashlib
 
 import torch
@@ -80,4 +84,26 @@ class TinyModelFingerprint(io.ComfyNode):
         return io.NodeOutput(model, ui={"text": [fingerprint(model)]})
 
 
-NODES = [TinyLatent, TinyOutOfMemory, TinyModelFingerprint]
+class TinyModelWeightIds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(node_id="TinyModelWeightIds", category=CATEGORY, is_output_node=True, inputs=[
+            io.Model.Input("model", tooltip="Model whose weight objects are reported."),
+            io.String.Input("label", default="", tooltip="Any text; a new one makes the node run again."),
+        ], outputs=[])
+
+    @classmethod
+    def execute(cls, model, label: str) -> io.NodeOutput:
+        module = model.model
+        tensors = [*module.named_parameters(), *module.named_buffers()]
+        values = hashlib.sha256()
+        for name, tensor in tensors:
+            values.update(f"{name}:{tensor.requires_grad};".encode())
+            values.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        report = {"module": id(module), "tensors": len(tensors),
+                  "ids": hashlib.sha256(repr([(name, id(tensor)) for name, tensor in tensors]).encode()).hexdigest(),
+                  "values": values.hexdigest()}
+        return io.NodeOutput(ui={"text": [json.dumps(report)]})
+
+
+NODES = [TinyLatent, TinyOutOfMemory, TinyModelFingerprint, TinyModelWeightIds]

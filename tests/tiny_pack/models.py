@@ -81,8 +81,9 @@ def _dit_config(family: str) -> tuple[type, dict]:
     raise ValueError(family)
 
 
-def build_model(family: str, seed: int = 0) -> comfy.model_patcher.ModelPatcher:
-    """A ModelPatcher around a tiny ``family`` model with seeded ``normal_(0, 0.02)`` weights."""
+def build_model(family: str, seed: int = 0, width: int = 32) -> comfy.model_patcher.ModelPatcher:
+    """A ModelPatcher around a tiny ``family`` model with seeded ``normal_(0, 0.02)`` weights
+    (``width``: a UNet's model_channels, for tests that need weights of some size)."""
     device = comfy.model_management.get_torch_device()
     offload = comfy.model_management.unet_offload_device()
     if family in ("flux", "wan"):
@@ -92,7 +93,7 @@ def build_model(family: str, seed: int = 0) -> comfy.model_patcher.ModelPatcher:
         model = model_config.get_model({}, device=offload)
     else:
         config_cls, unet_config, model_type = _unet_config(family)
-        model_config = config_cls(unet_config)
+        model_config = config_cls({**unet_config, "model_channels": width})
         model_config.unet_config.update(num_heads=-1, num_head_channels=16)  # family extras assume wide heads
         model_config.set_inference_dtype(torch.float32, None)
         model_class = comfy.model_base.SDXL if family == "sdxl" else comfy.model_base.BaseModel
