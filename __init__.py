@@ -4,15 +4,11 @@ ComfyUI imports this file: it registers the ``upsampler_adapters`` model folder 
 ``extra_model_paths.yaml`` already gave it), the web extension with its ``/selfcascade/plan`` route,
 and the V3 nodes.
 """
-import os
-
-import folder_paths
-
 from .nodes import comfy_entrypoint
+from .nodes.adapter_nodes import register_adapter_folder
 from .nodes.routes import register_routes
 
-ADAPTER_FOLDER = "upsampler_adapters"
-folder_paths.add_model_folder_path(ADAPTER_FOLDER, os.path.join(folder_paths.models_dir, ADAPTER_FOLDER))
+register_adapter_folder()
 
 WEB_DIRECTORY = "./web"
 register_routes()

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -43,6 +44,7 @@ from .modules import UpsamplerAdapter, new_adapter
 
 STATE_FORMAT = "selfcascade-training-state/1"
 STATE_SUFFIX = ".state.safetensors"
+CHECKPOINT_NAME = re.compile(r"-step\d{6,}\.safetensors$")  # what checkpoint_path writes
 MIN_TIME = 1.0 / 1000.0  # t = 1 of T = 1000: the paper's U{1..K}
 FIXED_DRAW = "fixed"  # the draw of the fixed-batch yardstick, apart from every training step's
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -509,3 +511,9 @@ def checkpoint_path(output: Path, step: int) -> Path:
     """Intermediate checkpoint name: ``<name>-step000500.safetensors`` next to the final output."""
     stem = output.name[:-len(".safetensors")] if output.name.endswith(".safetensors") else output.name
     return output.with_name(f"{stem}-step{step:06d}.safetensors")
+
+
+def is_training_byproduct(file_name: str) -> bool:
+    """A state sidecar or an intermediate checkpoint (``checkpoint_path``): files to resume from, not
+    adapters to pick, so the adapter list leaves them out."""
+    return file_name.endswith(STATE_SUFFIX) or CHECKPOINT_NAME.search(file_name) is not None

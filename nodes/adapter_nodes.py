@@ -7,9 +7,23 @@ import folder_paths
 
 from ..adapters.fileformat import AdapterError, load_adapter
 from ..adapters.injection import apply_upsampler_adapter
+from ..adapters.training import is_training_byproduct
 from .api import CATEGORY, UpsamplerAdapter, io, ui
 
-ADAPTER_FOLDER = "upsampler_adapters"  # registered by the package's __init__
+ADAPTER_FOLDER = "upsampler_adapters"
+ADAPTER_EXTENSIONS = {".safetensors", ".pth"}  # ours, and the official upsampler_only.pth
+
+
+def register_adapter_folder() -> None:
+    """``models/upsampler_adapters`` (after any path ``extra_model_paths.yaml`` gave the folder), adapter files only."""
+    folder_paths.add_model_folder_path(ADAPTER_FOLDER, os.path.join(folder_paths.models_dir, ADAPTER_FOLDER))
+    paths, _ = folder_paths.folder_names_and_paths[ADAPTER_FOLDER]
+    folder_paths.folder_names_and_paths[ADAPTER_FOLDER] = (paths, set(ADAPTER_EXTENSIONS))
+
+
+def adapter_names() -> list[str]:
+    """The files Load Upsampler Adapter offers: adapters, not the resume files training writes beside them."""
+    return [name for name in folder_paths.get_filename_list(ADAPTER_FOLDER) if not is_training_byproduct(name)]
 
 
 def _adapter_path(adapter_name: str) -> str:
@@ -28,8 +42,9 @@ class LoadUpsamplerAdapter(io.ComfyNode):
             category=CATEGORY,
             description=("Loads learned Self-Cascade upsamplers (.safetensors made by this pack, or the official SDXL "
                          "upsampler_only.pth) from models/upsampler_adapters and shows what they were made for."),
-            inputs=[io.Combo.Input("adapter_name", options=folder_paths.get_filename_list(ADAPTER_FOLDER),
-                                   tooltip="Adapter file in models/upsampler_adapters.")],
+            inputs=[io.Combo.Input("adapter_name", options=adapter_names(),
+                                   tooltip=("Adapter file in models/upsampler_adapters (training's resume files, "
+                                            "*.state.safetensors and *-stepNNNNNN checkpoints, are not listed)."))],
             outputs=[UpsamplerAdapter.Output(tooltip="The adapter, for Apply Upsampler Adapter or Self-Cascade KSampler.")],
         )
 

@@ -139,3 +139,17 @@ def test_back_to_back_tuned_prompts_do_not_influence_each_other(comfy, adapters)
     assert torch.equal(load(comfy.view(first_pair))["latent_tensor"], first_solo)
     assert torch.equal(load(comfy.view(second_pair))["latent_tensor"], second_solo)
     assert not torch.equal(first_solo, second_solo)
+
+
+def test_the_adapter_list_holds_adapters_only(comfy, adapter_folder):
+    listed = ["listing_mine.safetensors", "listing_official.pth", "listing_sub/nested.safetensors"]
+    hidden = ["listing_mine.state.safetensors", "listing_mine-step000500.safetensors",
+              "listing_mine-step001000.state.safetensors", "listing_notes.txt", "listing_preview.png",
+              ".listing_mine.safetensors.k2j4.tmp"]
+    (adapter_folder / "listing_sub").mkdir()
+    for name in listed + hidden:
+        (adapter_folder / name).write_bytes(b"not read by the listing")
+    info = comfy.get("/object_info/SelfCascadeLoadUpsamplerAdapter").json()["SelfCascadeLoadUpsamplerAdapter"]
+    spec = info["input"]["required"]["adapter_name"]
+    options = {name for name in (spec[0] if isinstance(spec[0], list) else spec[1]["options"]) if "listing" in name}
+    assert options == set(listed)
