@@ -80,7 +80,6 @@ class UNetLayout:
     points: tuple[Point, ...]
     channels: tuple[int, ...]
     emb_dim: int
-    input_blocks: int
 
 
 def unet_layout(unet_config: Mapping) -> UNetLayout:
@@ -98,7 +97,7 @@ def unet_layout(unet_config: Mapping) -> UNetLayout:
         block += num_res_blocks[level] + (1 if level < len(channel_mult) - 1 else 0)
         points.append(("input", block))
         channels.append(mult * width)
-    return UNetLayout((*points, MIDDLE), (*channels, channels[-1]), 4 * width, block + 1)
+    return UNetLayout((*points, MIDDLE), (*channels, channels[-1]), 4 * width)
 
 
 def _cast(tensor: Optional[torch.Tensor], like: torch.Tensor) -> Optional[torch.Tensor]:

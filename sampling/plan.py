@@ -38,7 +38,6 @@ class CascadePlan:
     """Stage 0 is the base; every later stage is a high-resolution stage with its own pivot."""
 
     stages: tuple[StageSize, ...]
-    requested: StageSize
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -125,7 +124,7 @@ def plan_stages(base_width: int, base_height: int, target_width: int, target_hei
     stages = stage_count(base, target)
     if stages == 0:
         notes.append(f"target {target} is not larger than the base {base}: single stage, no cascade")
-        return CascadePlan((base,), requested, tuple(notes))
+        return CascadePlan((base,), tuple(notes))
     if stages > MAX_STAGES:
         raise PlanError(f"target {target} needs {stages} stages from base {base} (more than {MAX_STAGES}); "
                         "start from a larger base latent or choose a smaller target.")
@@ -133,7 +132,7 @@ def plan_stages(base_width: int, base_height: int, target_width: int, target_hei
     if not _at_most_double([base, *sizes], multiple):
         sizes = _sizes_per_side(base, target, stages, multiple)
         notes.append(f"base aspect {base} differs from the target's; stages morph the aspect side by side")
-    return CascadePlan((base, *sizes), requested, tuple(notes))
+    return CascadePlan((base, *sizes), tuple(notes))
 
 
 def target_from_scale(base_width: int, base_height: int, scale: float, multiple: int = 8) -> tuple[int, int]:

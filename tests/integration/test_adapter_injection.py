@@ -110,7 +110,6 @@ def test_points_are_the_last_block_of_each_level_in_the_real_unet(family):
     *level_ends, last_level, middle = layout.points
     assert [p[1] for p in level_ends] == downsamplers
     assert last_level == ("input", len(unet.input_blocks) - 1) and middle == ("middle", 0)
-    assert layout.input_blocks == len(unet.input_blocks)
     for level, (_, index) in enumerate(layout.points[:-1]):
         assert shapes[index][1] == layout.channels[level]
         expected = 16 // 2 ** min(level + 1, len(level_ends))

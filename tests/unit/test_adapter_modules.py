@@ -17,14 +17,12 @@ def test_sdxl_layout_is_input_blocks_3_6_8_and_middle():
     assert layout.points == OFFICIAL_SDXL_POINTS == (("input", 3), ("input", 6), ("input", 8), ("middle", 0))
     assert layout.channels == SDXL_WIDTHS
     assert layout.emb_dim == 1280
-    assert layout.input_blocks == 9
 
 
 def test_sd15_layout_has_a_point_per_level_and_int_num_res_blocks_equals_list():
     layout = unet_layout(SD15_CONFIG)
     assert layout.points == (("input", 3), ("input", 6), ("input", 9), ("input", 11), ("middle", 0))
     assert layout.channels == (320, 640, 1280, 1280, 1280)
-    assert layout.input_blocks == 12
     assert unet_layout({**SD15_CONFIG, "num_res_blocks": [2, 2, 2, 2]}) == layout
     uneven = unet_layout({**SD15_CONFIG, "num_res_blocks": [1, 3, 2, 2]})
     assert uneven.points[:2] == (("input", 2), ("input", 6))
