@@ -22,12 +22,11 @@ LATER_K_TOOLTIP = ("K of the second and later high-resolution stages; 0 uses k f
                    "(e.g. 0.5 after 0.7) keeps the composition the first stage settled and runs fewer steps.")
 
 
-def plan_for(model, latent: dict, scale_by: float, target_width: int, target_height: int):
+def plan_for(model, latent: dict, scale_by: float, target_width: int, target_height: int, vae=None):
     """The stage plan for a latent and the user's target (explicit size wins over scale)."""
-    family = detect_family(model)
-    samples = latent["samples"]
-    base_width, base_height = samples.shape[-1] * family.latent_factor, samples.shape[-2] * family.latent_factor
-    return family, plan_from_settings(base_width, base_height, scale_by, target_width, target_height,
+    family = detect_family(model, vae)
+    base = family.pixels_of(latent["samples"])
+    return family, plan_from_settings(base.width, base.height, scale_by, target_width, target_height,
                                       family.size_multiple, MAX_SIZE)
 
 
@@ -73,7 +72,8 @@ class SelfCascadeKSampler(io.ComfyNode):
                                tooltip="Denoise of the base stage, as in KSampler (below 1 for img2img)."),
                 io.Vae.Input("vae", optional=True,
                              tooltip="Optional: upsample the pivot in pixel space (decode, resize, encode) for models "
-                                     "whose latents resize badly (Flux, SD3)."),
+                                     "whose latents resize badly (Flux, SD3); its pixels per latent cell then size "
+                                     "the stages."),
                 UpsamplerAdapter.Input("upsampler_adapter", optional=True,
                                        tooltip="Optional learned upsampler adapter (Load Upsampler Adapter), applied in "
                                                "every high-resolution stage with that stage's pivot."),
@@ -87,7 +87,7 @@ class SelfCascadeKSampler(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, scale_by,
                 target_width, target_height, k, later_k, upscale_method, stage_steps, denoise, vae=None,
                 upsampler_adapter=None, adapter_strength=1.0) -> io.NodeOutput:
-        family, plan = plan_for(model, latent_image, scale_by, target_width, target_height)
+        family, plan = plan_for(model, latent_image, scale_by, target_width, target_height, vae)
         stage_patch = None
         if upsampler_adapter is not None and plan.cascade_stages:
             from ..adapters.injection import apply_upsampler_adapter, check_compatible
@@ -98,7 +98,7 @@ class SelfCascadeKSampler(io.ComfyNode):
         settings = CascadeSettings(seed, steps, cfg, sampler_name, scheduler, k, upscale_method, stage_steps, denoise,
                                    later_k)
         latent, reports = run_cascade(model, positive, negative, latent_image, plan, family, settings, vae, stage_patch)
-        report = "\n".join([*(r.line() for r in reports), *plan.notes])
+        report = "\n".join([*(r.line() for r in reports), *plan.notes, *filter(None, [family.assumption()])])
         return io.NodeOutput(latent, ui=ui.PreviewText(report))
 
 

@@ -1,13 +1,20 @@
-"""Model-family facts in one table: native size, latent factor, size multiple, video or not.
+"""Model-family facts in one table: native size, pixels per latent cell, size multiple, UNet or not.
 
-Detected from the MODEL itself (its ``comfy.supported_models`` config class and latent format),
-so fine-tuned community checkpoints of a family get the family's facts.
+Keyed by the host's model config class (``comfy.supported_models``), so fine-tuned community
+checkpoints of a family get the family's facts. Every config the host ships has an entry here or
+a stated reason it cannot be planned (a test fails when the host adds one this table does not
+know); a config from elsewhere gets the facts of its nearest listed ancestor, or the stated
+fallback, and then the Family says what it assumed. A connected VAE decides the latent factor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .plan import round_preferring_64
+from .plan import StageSize, round_preferring_64
+
+
+class FamilyError(ValueError):
+    """A model the cascade cannot plan (audio, 3-D); the message names it and what to use instead."""
 
 
 @dataclass(frozen=True)
@@ -17,56 +24,140 @@ class Family:
     native_height: int
     latent_factor: int = 8  # pixels per latent cell
     size_multiple: int = 8  # pixel sizes must be multiples of this (16 for 2x2-patch DiTs)
-    video: bool = False
     unet: bool = False  # an openaimodel UNet: the upsampler adapters can be injected
+    assumed: str = ""  # empty for a listed family; else why its facts are the stated fallback
 
     @property
     def native_area(self) -> int:
         return self.native_width * self.native_height
 
+    @property
+    def known(self) -> bool:
+        return not self.assumed
+
+    def assumption(self) -> str:
+        """What was guessed, for the run report ("" for a listed family)."""
+        if self.known:
+            return ""
+        return (f"unknown family: assumed {self.latent_factor} px per latent cell, sizes in multiples of "
+                f"{self.size_multiple} and a native size of {self.native_width}x{self.native_height} ({self.assumed})")
+
+    def with_latent_factor(self, factor: int) -> Family:
+        """The family seen through a VAE with ``factor`` pixels per cell (the size multiple keeps its cells)."""
+        return replace(self, latent_factor=factor, size_multiple=self.size_multiple // self.latent_factor * factor)
+
+    def pixels_of(self, samples) -> StageSize:
+        """The pixel size of a latent tensor (its last two dimensions are cells)."""
+        return StageSize(samples.shape[-1] * self.latent_factor, samples.shape[-2] * self.latent_factor)
+
 
 SD15 = Family("sd15", 512, 512, unet=True)
 SD2 = Family("sd2", 512, 512, unet=True)
-SD2_768 = Family("sd2-768", 768, 768, unet=True)
+SD2_768 = Family("sd2-768", 768, 768, unet=True)  # SD2's v-prediction models (2.0-v, 2.1, unCLIP)
 SDXL = Family("sdxl", 1024, 1024, unet=True)
+ZERO123 = Family("zero123", 256, 256, unet=True)
+SD_X4_UPSCALER = Family("sd-x4-upscaler", 512, 512, latent_factor=4, size_multiple=4, unet=True)
+SVD = Family("svd", 1024, 576, unet=True)
+SV3D = Family("sv3d", 576, 576, unet=True)
 SD3 = Family("sd3", 1024, 1024, size_multiple=16)
+AURAFLOW = Family("auraflow", 1024, 1024, size_multiple=16)
+PIXART = Family("pixart", 1024, 1024, size_multiple=16)
+HUNYUAN_DIT = Family("hunyuan-dit", 1024, 1024, size_multiple=16)
 FLUX = Family("flux", 1024, 1024, size_multiple=16)
-WAN = Family("wan", 832, 480, size_multiple=16, video=True)
+FLUX2 = Family("flux2", 1024, 1024, latent_factor=16, size_multiple=16)
+CHROMA = Family("chroma", 1024, 1024, size_multiple=16)
+CHROMA_RADIANCE = Family("chroma-radiance", 1024, 1024, latent_factor=1, size_multiple=16)  # pixel space, 16 px patches
+HIDREAM = Family("hidream", 1024, 1024, size_multiple=16)
+LUMINA2 = Family("lumina2", 1024, 1024, size_multiple=16)
+Z_IMAGE = Family("z-image", 1024, 1024, size_multiple=16)
+OMNIGEN2 = Family("omnigen2", 1024, 1024, size_multiple=16)
+QWEN_IMAGE = Family("qwen-image", 1328, 1328, size_multiple=16)
+HUNYUAN_IMAGE21 = Family("hunyuan-image-2.1", 2048, 2048, latent_factor=32, size_multiple=32)
+HUNYUAN_IMAGE21_REFINER = Family("hunyuan-image-2.1-refiner", 2048, 2048, latent_factor=16, size_multiple=16)
+COSMOS_PREDICT2_IMAGE = Family("cosmos-predict2", 1024, 1024, size_multiple=16)
+WAN = Family("wan", 832, 480, size_multiple=16)
+WAN22_5B = Family("wan2.2-5b", 1280, 704, latent_factor=16, size_multiple=32)
+MOCHI = Family("mochi", 848, 480, size_multiple=16)
+LTXV = Family("ltxv", 768, 512, latent_factor=32, size_multiple=32)
+HUNYUAN_VIDEO = Family("hunyuan-video", 1280, 720, size_multiple=16)
+HUNYUAN_VIDEO15 = Family("hunyuan-video-1.5", 1280, 720, latent_factor=16, size_multiple=16)
+COSMOS_VIDEO = Family("cosmos", 1280, 704, size_multiple=16)
 DEMO = Family("selfcascade-demo", 32, 32, latent_factor=1, unet=True)  # the pack's pixel-space demo model (models/demo)
+
+# stated fallbacks for a config no entry (nor any ancestor's) names
 UNKNOWN_UNET = Family("unet", 512, 512, unet=True)
 UNKNOWN = Family("unknown", 1024, 1024, size_multiple=16)
 
-# config class name (checked along the MRO, so SSD1B is SDXL) -> family
-_BY_CONFIG = {
-    "SD15": SD15, "SD20": SD2, "SDXL": SDXL, "SDXLRefiner": SDXL, "SD3": SD3,
-    "Flux": FLUX, "WAN21_T2V": WAN, "WAN22_T2V": WAN, "SelfCascadeDemo": DEMO,
+# config class name -> family; SD2's eps models are 512 px, its v-prediction models 768 px (SD2_768)
+BY_CONFIG = {
+    "SD15": SD15, "SD15_instructpix2pix": SD15,
+    "SD20": SD2, "SD21UnclipL": SD2, "SD21UnclipH": SD2, "LotusD": SD2,
+    "SDXL": SDXL, "SDXLRefiner": SDXL, "SDXL_instructpix2pix": SDXL, "SSD1B": SDXL, "KOALA_700M": SDXL,
+    "KOALA_1B": SDXL, "Segmind_Vega": SDXL,
+    "Stable_Zero123": ZERO123, "SD_X4Upscaler": SD_X4_UPSCALER,
+    "SVD_img2vid": SVD, "SV3D_u": SV3D, "SV3D_p": SV3D,
+    "SD3": SD3, "AuraFlow": AURAFLOW, "PixArtAlpha": PIXART, "PixArtSigma": PIXART,
+    "HunyuanDiT": HUNYUAN_DIT, "HunyuanDiT1": HUNYUAN_DIT,
+    "Flux": FLUX, "FluxSchnell": FLUX, "FluxInpaint": FLUX, "Flux2": FLUX2,
+    "Chroma": CHROMA, "ChromaRadiance": CHROMA_RADIANCE, "HiDream": HIDREAM,
+    "Lumina2": LUMINA2, "ZImage": Z_IMAGE, "Omnigen2": OMNIGEN2, "QwenImage": QWEN_IMAGE,
+    "HunyuanImage21": HUNYUAN_IMAGE21, "HunyuanImage21Refiner": HUNYUAN_IMAGE21_REFINER,
+    "CosmosT2IPredict2": COSMOS_PREDICT2_IMAGE, "CosmosI2VPredict2": COSMOS_VIDEO,
+    "WAN21_T2V": WAN, "WAN21_I2V": WAN, "WAN21_FunControl2V": WAN, "WAN21_Vace": WAN, "WAN21_Camera": WAN,
+    "WAN22_Camera": WAN, "WAN22_S2V": WAN, "WAN21_HuMo": WAN, "WAN22_Animate": WAN, "WAN22_T2V": WAN22_5B,
+    "GenmoMochi": MOCHI, "LTXV": LTXV,
+    "HunyuanVideo": HUNYUAN_VIDEO, "HunyuanVideoI2V": HUNYUAN_VIDEO, "HunyuanVideoSkyreelsI2V": HUNYUAN_VIDEO,
+    "HunyuanVideo15": HUNYUAN_VIDEO15, "HunyuanVideo15_SR_Distilled": HUNYUAN_VIDEO15,
+    "CosmosT2V": COSMOS_VIDEO, "CosmosI2V": COSMOS_VIDEO,
+    "SelfCascadeDemo": DEMO,
 }
-_LATENT_FACTOR = {"Wan22": 16, "HunyuanImage21": 32, "HunyuanVideo15": 16}
+_V_PREDICTION_FAMILY = {SD2: SD2_768}
+# config class name -> why a cascade of image stages cannot be planned for it
+NOT_PLANNABLE = {
+    "StableAudio": "an audio model", "ACEStep": "an audio model",
+    "Hunyuan3Dv2": "a 3-D shape model", "Hunyuan3Dv2mini": "a 3-D shape model", "Hunyuan3Dv2_1": "a 3-D shape model",
+    "Stable_Cascade_C": "Stable Cascade's stage C, which samples a compressed semantic latent, not pixels",
+    "Stable_Cascade_B": "Stable Cascade's stage B, which decodes stage C rather than sampling from a prompt",
+}
 
 
-def detect_family(model) -> Family:
-    """Family of a ComfyUI MODEL (ModelPatcher)."""
+def family_of_config(config_class: type, v_prediction: bool = False, unet: bool = False) -> Family:
+    """The family of a ``comfy.supported_models`` config class (or a subclass from elsewhere).
+
+    ``unet`` picks the stated fallback for a config neither listed nor derived from a listed one.
+    Raises ``FamilyError`` for models that are not images or videos.
+    """
+    for cls in config_class.__mro__:
+        if cls.__name__ in NOT_PLANNABLE:
+            raise FamilyError(f"{config_class.__name__} is {NOT_PLANNABLE[cls.__name__]}: Self-Cascade plans image "
+                              "and video models; sample it with the host's own nodes.")
+        family = BY_CONFIG.get(cls.__name__)
+        if family is not None:
+            return _V_PREDICTION_FAMILY.get(family, family) if v_prediction else family
+    return replace(UNKNOWN_UNET if unet else UNKNOWN, assumed=f"model config {config_class.__name__} is not in "
+                                                                  "Self-Cascade's family table")
+
+
+def vae_latent_factor(vae) -> int:
+    """Pixels per latent cell of a ComfyUI VAE (its spatial compression)."""
+    factor = vae.spacial_compression_encode()
+    if not isinstance(factor, int) or factor < 1:
+        raise FamilyError(f"the VAE compresses {factor!r} samples per latent cell: not an image VAE; connect the "
+                          "model's image or video VAE, or none.")
+    return factor
+
+
+def detect_family(model, vae=None) -> Family:
+    """Family of a ComfyUI MODEL (ModelPatcher); with a VAE, its latent factor is the VAE's."""
     base_model = model.model
-    config = base_model.model_config
-    family = None
-    for cls in type(config).__mro__:
-        if cls.__name__ in _BY_CONFIG:
-            family = _BY_CONFIG[cls.__name__]
-            break
-    if family is SD2 and base_model.model_type.name.startswith("V_PREDICTION"):
-        family = SD2_768
-    if family is None:
-        is_unet = type(base_model.diffusion_model).__name__ == "UNetModel"
-        family = UNKNOWN_UNET if is_unet else UNKNOWN
-        latent_format = model.get_model_object("latent_format")
-        if getattr(latent_format, "latent_dimensions", 2) == 3:
-            family = Family(family.name, family.native_width, family.native_height,
-                            size_multiple=family.size_multiple, video=True, unet=is_unet)
-    factor = _LATENT_FACTOR.get(type(model.get_model_object("latent_format")).__name__, family.latent_factor)
-    if factor != family.latent_factor:
-        family = Family(family.name, family.native_width, family.native_height, latent_factor=factor,
-                        size_multiple=max(factor * 2, family.size_multiple), video=family.video, unet=family.unet)
-    return family
+    family = family_of_config(type(base_model.model_config), base_model.model_type.name.startswith("V_PREDICTION"),
+                              type(base_model.diffusion_model).__name__ == "UNetModel")
+    return with_vae(family, vae)
+
+
+def with_vae(family: Family, vae=None) -> Family:
+    """``family`` with the latent factor of ``vae`` when one is connected."""
+    return family if vae is None else family.with_latent_factor(vae_latent_factor(vae))
 
 
 def native_size_for_aspect(family: Family, width: int, height: int) -> tuple[int, int]:
@@ -75,3 +166,4 @@ def native_size_for_aspect(family: Family, width: int, height: int) -> tuple[int
     native_width = (family.native_area * aspect) ** 0.5
     return (round_preferring_64(native_width, family.size_multiple),
             round_preferring_64(native_width / aspect, family.size_multiple))
+
