@@ -8,9 +8,9 @@ import comfy.samplers
 import nodes as host_nodes
 
 from ..sampling.cascade import CascadeSettings, run_cascade
-from ..sampling.families import detect_family, native_size_for_aspect
-from ..sampling.pivot import LATENT_METHODS, upscale_latent, upscale_through_pixels
-from ..sampling.plan import plan_from_settings, round_to_multiple
+from ..sampling.families import detect_family, native_size_for_aspect, pivot_family
+from ..sampling.pivot import LATENT_METHODS, upscale_pivot
+from ..sampling.plan import plan_from_settings
 from ..sampling.schedule import pivot_sigmas
 from .api import CATEGORY, UpsamplerAdapter, io, ui
 
@@ -174,7 +174,7 @@ class PivotUpscale(io.ComfyNode):
             description=("Upsamples a clean latent (the pivot) for the next cascade stage, in latent space or, with a "
                          "VAE, in pixel space. Spatial only: video frame counts and batches are kept."),
             inputs=[
-                io.Latent.Input("samples", tooltip="The clean latent of the previous stage."),
+                io.Latent.Input("samples", tooltip="The clean latent of the previous stage (its noise mask is kept)."),
                 io.Combo.Input("upscale_method", options=list(LATENT_METHODS), default="bilinear",
                                tooltip="Interpolation (paper: bilinear; official code: bicubic)."),
                 io.Float.Input("scale_by", default=2.0, min=0.01, max=8.0, step=0.01,
@@ -184,26 +184,26 @@ class PivotUpscale(io.ComfyNode):
                 io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=8,
                              tooltip="Target height in pixels (0: use scale_by)."),
                 io.Vae.Input("vae", optional=True, tooltip="Optional: resize in pixel space (decode, resize, encode)."),
+                io.Model.Input("model", optional=True,
+                               tooltip="Optional: the model of the next stage. Its family sizes the latent (pixels per "
+                                       "cell, size multiple) as in the Self-Cascade KSampler; without it (and "
+                                       "without a VAE) 8 px per cell is assumed."),
             ],
-            outputs=[io.Latent.Output(tooltip="The upsampled pivot.")],
+            outputs=[io.Latent.Output(tooltip="The upsampled pivot, noise mask kept.")],
         )
 
     @classmethod
-    def execute(cls, samples, upscale_method, scale_by, width, height, vae=None) -> io.NodeOutput:
-        latent = samples["samples"]
-        factor = 8 if vae is None else vae.spacial_compression_encode()
+    def execute(cls, samples, upscale_method, scale_by, width, height, vae=None, model=None) -> io.NodeOutput:
+        family = pivot_family(model, vae)
         if width > 0 and height > 0:
-            width_px, height_px = round_to_multiple(width, factor), round_to_multiple(height, factor)
+            size = family.fit(width, height)
         else:
-            width_px = round_to_multiple(latent.shape[-1] * factor * scale_by, factor)
-            height_px = round_to_multiple(latent.shape[-2] * factor * scale_by, factor)
-        out = samples.copy()
-        if vae is not None:
-            out["samples"] = upscale_through_pixels(vae, latent, width_px, height_px, upscale_method)
-        else:
-            out["samples"] = upscale_latent(latent, width_px // factor, height_px // factor, upscale_method)
-        out.pop("noise_mask", None)
-        return io.NodeOutput(out)
+            current = family.pixels_of(samples["samples"])
+            size = family.fit(current.width * scale_by, current.height * scale_by)
+        out = samples.copy()  # the noise mask stays: the host's samplers resize it to each latent they sample
+        out["samples"] = upscale_pivot(samples["samples"], size, family.latent_factor, upscale_method, vae)
+        text = "\n".join(filter(None, [f"{size} px", family.assumption()]))
+        return io.NodeOutput(out, ui=ui.PreviewText(text))
 
 
 NODES = [SelfCascadeKSampler, SelfCascadeBaseLatent, PivotReschedule, PivotUpscale]

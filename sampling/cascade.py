@@ -22,7 +22,7 @@ import comfy.utils
 import latent_preview
 
 from .families import Family
-from .pivot import upscale_latent, upscale_through_pixels
+from .pivot import upscale_pivot
 from .plan import CascadePlan
 from .schedule import pivot_sigmas
 
@@ -152,11 +152,7 @@ def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, fami
         comfy.model_management.throw_exception_if_processing_interrupted()
         started = time.perf_counter()
         pivot = samples
-        if vae is not None:
-            upscaled = upscale_through_pixels(vae, pivot, size.width, size.height, settings.upscale_method)
-        else:
-            upscaled = upscale_latent(pivot, size.width // family.latent_factor, size.height // family.latent_factor,
-                                      settings.upscale_method)
+        upscaled = upscale_pivot(pivot, size, family.latent_factor, settings.upscale_method, vae)
         stage_model = stage_patch(model, pivot, index) if stage_patch is not None else model
         seed = stage_seed(settings.seed, index)
         noise = comfy.sample.prepare_noise(upscaled, seed, batch_index)

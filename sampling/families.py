@@ -9,8 +9,9 @@ fallback, and then the Family says what it assumed. A connected VAE decides the 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
-from .plan import StageSize, round_preferring_64
+from .plan import StageSize, round_preferring_64, round_to_multiple
 
 
 class FamilyError(ValueError):
@@ -45,6 +46,11 @@ class Family:
     def with_latent_factor(self, factor: int) -> Family:
         """The family seen through a VAE with ``factor`` pixels per cell (the size multiple keeps its cells)."""
         return replace(self, latent_factor=factor, size_multiple=self.size_multiple // self.latent_factor * factor)
+
+    def fit(self, width: float, height: float) -> StageSize:
+        """A requested pixel size as this family samples it: each side rounded to the size multiple,
+        the rounding the planner gives targets."""
+        return StageSize(round_to_multiple(width, self.size_multiple), round_to_multiple(height, self.size_multiple))
 
     def pixels_of(self, samples) -> StageSize:
         """The pixel size of a latent tensor (its last two dimensions are cells)."""
@@ -87,6 +93,8 @@ DEMO = Family("selfcascade-demo", 32, 32, latent_factor=1, unet=True)  # the pac
 # stated fallbacks for a config no entry (nor any ancestor's) names
 UNKNOWN_UNET = Family("unet", 512, 512, unet=True)
 UNKNOWN = Family("unknown", 1024, 1024, size_multiple=16)
+# Pivot Upscale without a model: a plain SD-style latent
+NO_MODEL = Family("unknown", 512, 512, assumed="no model connected")
 
 # config class name -> family; SD2's eps models are 512 px, its v-prediction models 768 px (SD2_768)
 BY_CONFIG = {
@@ -167,3 +175,7 @@ def native_size_for_aspect(family: Family, width: int, height: int) -> tuple[int
     return (round_preferring_64(native_width, family.size_multiple),
             round_preferring_64(native_width / aspect, family.size_multiple))
 
+
+def pivot_family(model: Optional[object] = None, vae=None) -> Family:
+    """The facts a Pivot Upscale sizes by: the model's family, else an SD-style latent; the VAE's factor wins."""
+    return detect_family(model, vae) if model is not None else with_vae(NO_MODEL, vae)

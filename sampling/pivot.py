@@ -10,6 +10,8 @@ import torch
 
 import comfy.utils
 
+from .plan import StageSize
+
 LATENT_METHODS = ("bilinear", "bicubic", "nearest-exact", "area", "bislerp")
 
 
@@ -35,3 +37,12 @@ def upscale_through_pixels(vae, samples: torch.Tensor, width: int, height: int, 
     else:
         resized = comfy.utils.common_upscale(images.movedim(-1, 1), width, height, pixel_method, "disabled").movedim(1, -1)
     return vae.encode(resized[..., :3])
+
+
+def upscale_pivot(samples: torch.Tensor, size: StageSize, latent_factor: int, method: str = "bilinear",
+                  vae=None) -> torch.Tensor:
+    """The pivot resized to a stage of ``size`` pixels: through the VAE's pixels when one is given,
+    else in latent space to ``size`` / ``latent_factor`` cells. Both cascade paths call this."""
+    if vae is not None:
+        return upscale_through_pixels(vae, samples, size.width, size.height, method)
+    return upscale_latent(samples, size.width // latent_factor, size.height // latent_factor, method)

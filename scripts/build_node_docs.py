@@ -36,8 +36,9 @@ USAGE = {
         "For hand-built cascades: KSampler (base) -> Pivot Upscale -> SamplerCustom with these sigmas and "
         "add_noise on. Use the same scheduler and steps as the base stage, and noise_seed = seed + stage."),
     "SelfCascadePivotUpscale": (
-        "Between two stages of a hand-built cascade. Connect a VAE for Flux and SD3, whose latents resize "
-        "badly; leave it empty for SD1.5 and SDXL (latent bilinear is the paper's)."),
+        "Between two stages of a hand-built cascade. Connect the model so the stage is sized as the Self-Cascade "
+        "KSampler sizes it (its family's pixels per latent cell and size multiple). Connect a VAE for Flux and "
+        "SD3, whose latents resize badly; leave it empty for SD1.5 and SDXL (latent bilinear is the paper's)."),
     "SelfCascadeLoadUpsamplerAdapter": (
         "Put adapter files in `models/upsampler_adapters` (or a path named `upsampler_adapters` in "
         "extra_model_paths.yaml) and press R to refresh the list. The official SDXL weights "

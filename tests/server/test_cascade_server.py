@@ -68,3 +68,45 @@ def test_video_model_runs_a_two_stage_cascade_with_its_frames(comfy):
     save = g.node("SaveLatent", samples=sampler, filename_prefix="video")
     out = comfy.run(g).latent(save.id)
     assert out.shape == (1, 16, 3, 16, 16)  # 9 frames -> 3 latent frames, kept; 32 px -> 128 px in two stages
+
+
+def masked_demo_inputs(g: Graph) -> tuple:
+    """The demo model (1 px per latent cell) and its 32 px base latent with a noise mask over the left half."""
+    demo = g.node("SelfCascadeDemoModel", count=2)
+    base = g.node("SelfCascadeBaseLatent", model=demo, target_width=64, target_height=64, batch_size=1, length=1)
+    left_half = g.node("MaskComposite", destination=g.node("SolidMask", value=0.0, width=32, height=32),
+                       source=g.node("SolidMask", value=1.0, width=16, height=32), x=0, y=0, operation="add")
+    return demo, g.node("SetLatentNoiseMask", samples=base, mask=left_half)
+
+
+def test_hand_built_stage_sizes_by_the_model_s_family_and_keeps_the_noise_mask(comfy):
+    """Pivot Upscale with the model connected sizes the demo model's pixel latent and keeps the mask, as the
+    Self-Cascade KSampler does: the hand-built cascade equals it bit for bit."""
+    ours = Graph()
+    demo, masked = masked_demo_inputs(ours)
+    sampler = cascade_node(ours, demo, demo.out(1), demo.out(2), masked, target_width=64, target_height=64)
+    ours_save = ours.node("SaveLatent", samples=sampler, filename_prefix="masked_demo_cascade")
+    cascade = comfy.run(ours).latent(ours_save.id)
+
+    core = Graph()
+    demo, masked = masked_demo_inputs(core)
+    base = core.node("KSampler", model=demo, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="normal",
+                     positive=demo.out(1), negative=demo.out(2), latent_image=masked, denoise=1.0)
+    upscaled = core.node("SelfCascadePivotUpscale", samples=base, upscale_method="bilinear", scale_by=2.0, width=64,
+                         height=64, model=demo)
+    sigmas = core.node("SelfCascadePivotReschedule", model=demo, scheduler="normal", steps=STEPS, k=K, stage_steps=0)
+    stage = core.node("SamplerCustom", model=demo, add_noise=True, noise_seed=SEED + 1, cfg=CFG, positive=demo.out(1),
+                      negative=demo.out(2), sampler=core.node("KSamplerSelect", sampler_name="euler"), sigmas=sigmas,
+                      latent_image=upscaled)
+    core_save = core.node("SaveLatent", samples=stage, filename_prefix="masked_demo_core")
+    result = comfy.run(core)
+    assert result.text(upscaled.id) == "64x64 px"
+
+    assert cascade.shape == (1, 3, 64, 64)
+    torch.testing.assert_close(result.latent(core_save.id), cascade, rtol=1e-5, atol=1e-5)
+    unmasked = Graph()
+    demo = unmasked.node("SelfCascadeDemoModel", count=2)
+    base = unmasked.node("SelfCascadeBaseLatent", model=demo, target_width=64, target_height=64, batch_size=1, length=1)
+    sampler = cascade_node(unmasked, demo, demo.out(1), demo.out(2), base, target_width=64, target_height=64)
+    save = unmasked.node("SaveLatent", samples=sampler, filename_prefix="unmasked_demo_cascade")
+    assert not torch.allclose(comfy.run(unmasked).latent(save.id), cascade)  # the mask is really in play
