@@ -44,7 +44,7 @@ class LoadUpsamplerAdapter(io.ComfyNode):
                          "upsampler_only.pth) from models/upsampler_adapters and shows what they were made for."),
             inputs=[io.Combo.Input("adapter_name", options=adapter_names(),
                                    tooltip=("Adapter file in models/upsampler_adapters (training's resume files, "
-                                            "*.state.safetensors and *-stepNNNNNN checkpoints, are not listed)."))],
+                                            ".state.safetensors sidecars and -stepNNNNNN checkpoints, are not listed)."))],
             outputs=[UpsamplerAdapter.Output(tooltip="The adapter, for Apply Upsampler Adapter or Self-Cascade KSampler.")],
         )
 
