@@ -7,6 +7,13 @@ call's ``transformer_options``; the block patches add them, times strength, to t
 high-resolution features: to the skip an output block consumes (``skip``) or to the encoder path
 after the block (``backbone``; the middle point always goes to ``h`` at output block 0).
 The pivot enters model space once (``process_latent_in``), not every step as the official code did.
+
+The pivot pass (``encoder_features``) is a copy of the first half of the host's ``UNetModel._forward``,
+because the host offers no call that stops after the middle block; a test runs the host's own
+forward on the pivot and pins the copy to what its blocks compute. ControlNet residuals are not added
+to the pivot pass: the ControlNet computes them for the stage's latent (twice the pivot's size) from
+the stage's hint, and the pivot already carries what the previous stage's control made of it. The
+residuals still reach the high-resolution pass as usual.
 """
 from __future__ import annotations
 
@@ -70,6 +77,35 @@ def _host_patcher(adapter: UpsamplerAdapter) -> comfy.model_patcher.ModelPatcher
     return patcher
 
 
+def encoder_features(unet: UNetModel, h: torch.Tensor, timesteps: torch.Tensor, context, y,
+                     transformer_options: dict, points: tuple[Point, ...], extra: dict):
+    """The UNet's own time embedding and its encoder and middle features of ``h`` at ``points``.
+
+    What ``UNetModel._forward`` computes up to the middle block, without ControlNet residuals and
+    with the ``transformer_options`` (and their patches) the caller gives.
+    """
+    options = {**transformer_options, "transformer_index": 0, "original_shape": list(h.shape)}
+    patches = options.get("patches", {})
+    emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels, repeat_only=False).to(h.dtype))
+    for patch in patches.get("emb_patch", []):
+        emb = patch(emb, unet.model_channels, options)
+    if unet.num_classes is not None:
+        emb = emb + unet.label_emb(y)
+    wanted = {p[1] for p in points if p != MIDDLE}
+    features = {}
+    for index in range(max(wanted) + 1):
+        options["block"] = ("input", index)
+        h = forward_timestep_embed(unet.input_blocks[index], h, emb, context, options, **extra)
+        if index in wanted:
+            features[("input", index)] = h
+    if MIDDLE in points:
+        options["block"] = MIDDLE
+        if unet.middle_block is not None:
+            h = forward_timestep_embed(unet.middle_block, h, emb, context, options, **extra)
+        features[MIDDLE] = h
+    return emb, [features[p] for p in points]
+
+
 def _fit(feature: torch.Tensor, target: torch.Tensor, point: Point) -> torch.Tensor:
     if feature.shape[1] != target.shape[1]:
         raise AdapterError(f"upsampler adapter feature for block {point} has {feature.shape[1]} channels, the model's "
@@ -128,28 +164,9 @@ class UpsamplerInjection:
     def _pivot_features(self, unet: UNetModel, x, timesteps, context, y, transformer_options, kwargs):
         """The UNet's own embedding, and its encoder + middle features of the pivot at every point."""
         patches = {k: v for k, v in transformer_options.get("patches", {}).items() if k not in _BLOCK_PATCHES}
-        options = {**transformer_options, "patches": patches, "transformer_index": 0}
-        emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels, repeat_only=False).to(x.dtype))
-        for patch in patches.get("emb_patch", []):
-            emb = patch(emb, unet.model_channels, options)
-        if unet.num_classes is not None:
-            emb = emb + unet.label_emb(y)
-        h = self._pivot_for(x)
-        options["original_shape"] = list(h.shape)
         extra = {name: kwargs.get(name) for name in ("time_context", "num_video_frames", "image_only_indicator")}
-        wanted = {p[1] for p in self.points if p != MIDDLE}
-        features = {}
-        for index in range(max(wanted) + 1):
-            options["block"] = ("input", index)
-            h = forward_timestep_embed(unet.input_blocks[index], h, emb, context, options, **extra)
-            if index in wanted:
-                features[("input", index)] = h
-        if MIDDLE in self.points:
-            options["block"] = MIDDLE
-            if unet.middle_block is not None:
-                h = forward_timestep_embed(unet.middle_block, h, emb, context, options, **extra)
-            features[MIDDLE] = h
-        return emb, [features[p] for p in self.points]
+        return encoder_features(unet, self._pivot_for(x), timesteps, context, y,
+                                {**transformer_options, "patches": patches}, self.points, extra)
 
     def diffusion_model_wrapper(self, executor, x, timesteps, context, y, control, transformer_options, **kwargs):
         if not self._active(transformer_options):

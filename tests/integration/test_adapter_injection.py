@@ -12,7 +12,7 @@ import nodes as core
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample
 from selfcascade.adapters.fileformat import AdapterError
 from selfcascade.adapters.injection import apply_upsampler_adapter, check_compatible, direct_call_options
-from selfcascade.adapters.modules import AdapterSpec, UpsamplerAdapter, build_module, new_adapter, unet_layout
+from selfcascade.adapters.modules import MIDDLE, AdapterSpec, UpsamplerAdapter, build_module, new_adapter, unet_layout
 from selfcascade.sampling.cascade import CascadeSettings, run_cascade
 from selfcascade.sampling.families import detect_family
 from selfcascade.sampling.plan import plan_stages
@@ -91,6 +91,41 @@ def test_trained_adapter_changes_the_output_only_from_the_first_high_res_stage_o
     assert not torch.equal(plain_pivots[1], adapted_pivots[1])  # stage 1's output differs
     assert not torch.equal(plain, adapted)
     assert torch.isfinite(adapted).all()
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_the_pivot_pass_computes_what_the_host_unet_forward_computes_on_the_pivot(family):
+    """The pivot pass copies half of UNetModel._forward: pinned to the host's own forward, so a host change
+    that breaks the copy fails here. Hooks on each block's last layer record what the host's forward
+    computes on the pivot; the adapter must have been fed exactly those features and that embedding."""
+    model = build_model(family)
+    adapter = trained(new_adapter(model), scale=0.1)
+    pivot = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(4))
+    patched = apply_upsampler_adapter(model, adapter, pivot)
+    fed = {}
+    adapter.module.register_forward_pre_hook(lambda module, args: fed.update(features=args[0], emb=args[1]))
+    inputs = unet_inputs(family, size=16)
+    with torch.no_grad():
+        call_unet(patched, inputs, direct_call_options(patched))
+
+    unet = model.model.diffusion_model
+    points = adapter.spec.points
+    blocks = {point: unet.middle_block if point == MIDDLE else unet.input_blocks[point[1]] for point in points}
+    seen = {}
+    hooked = {**{point: block[-1] for point, block in blocks.items()}, "time_embed": unet.time_embed,
+              **({"label_emb": unet.label_emb} if unet.num_classes is not None else {})}
+    handles = [module.register_forward_hook(lambda module, args, output, key=key: seen.__setitem__(key, output))
+               for key, module in hooked.items()]
+    timesteps = model.get_model_object("model_sampling").timestep(inputs["t"]).float()
+    with torch.no_grad():
+        unet(model.get_model_object("latent_format").process_in(pivot), timesteps, inputs["c_crossattn"],
+             inputs.get("y"), transformer_options={})
+    for handle in handles:
+        handle.remove()
+    assert torch.equal(fed["emb"], seen["time_embed"] + seen["label_emb"] if "label_emb" in seen else seen["time_embed"])
+    assert len(fed["features"]) == len(points)
+    for point, feature in zip(points, fed["features"]):
+        assert torch.equal(feature, seen[point]), point
 
 
 @pytest.mark.parametrize("family", ["sd15", "sd20v", "sdxl"])
