@@ -21,6 +21,7 @@ from aiohttp import web
 from ..sampling.cascade import CascadeSettings
 from ..sampling.plan import PlanError, plan_from_settings
 from ..sampling.schedule import ScheduleError, pivot_sigmas
+from . import family_route
 
 ROUTE = "/selfcascade/plan"
 SCHEDULE_NOTE = ("steps per stage follow the SD-style discrete schedule, as no model is known here; "
@@ -73,10 +74,11 @@ async def get_plan(request: web.Request) -> web.Response:
 
 
 def register_routes() -> bool:
-    """Add the route to the running ComfyUI server; False (nothing done) in a process without one."""
+    """Add this route and ``/selfcascade/family`` to the running ComfyUI server; False (nothing done) without one."""
     server = sys.modules.get("server")  # the host's server.py, imported by main.py before custom nodes
     instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     if instance is None:
         return False
     instance.routes.get(ROUTE)(get_plan)
+    instance.routes.get(family_route.ROUTE)(family_route.get_family)
     return True

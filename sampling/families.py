@@ -142,8 +142,12 @@ def family_of_config(config_class: type, v_prediction: bool = False, unet: bool 
         family = BY_CONFIG.get(cls.__name__)
         if family is not None:
             return _V_PREDICTION_FAMILY.get(family, family) if v_prediction else family
-    return replace(UNKNOWN_UNET if unet else UNKNOWN, assumed=f"model config {config_class.__name__} is not in "
-                                                                  "Self-Cascade's family table")
+    return fallback_family(unet, f"model config {config_class.__name__} is not in Self-Cascade's family table")
+
+
+def fallback_family(unet: bool, why: str) -> Family:
+    """The stated fallback for a model whose family is not known, saying ``why``."""
+    return replace(UNKNOWN_UNET if unet else UNKNOWN, assumed=why)
 
 
 def vae_latent_factor(vae) -> int:
