@@ -6,6 +6,7 @@ works only because it is untracked (or a test-only import) fails this test.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from _bootstrap import find_comfyui
 from harness import PACK_NAME, REPO, ComfyClient, ComfyServer
 
 
@@ -41,3 +43,14 @@ def test_manager_style_install_loads_without_import_errors(tmp_path: Path, shipp
     assert failures == [], log
     assert shipped_node_ids - set(info) == set(), "nodes of the working tree missing after install (untracked file?)"
     assert "TinyModelLoader" not in info  # the test pack ships in the repo but is never registered by it
+
+
+def test_the_suite_runs_in_a_checkout_named_as_the_manager_names_it(tmp_path: Path):
+    """A checkout folder whose name is no Python identifier (``ComfyUI-SelfCascade``): pytest must not import
+    the repository's own ``__init__.py`` (the node pack) as a test package (``--confcutdir=tests``)."""
+    checkout = tmp_path / PACK_NAME
+    copy_tracked_files(checkout)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_plan.py"],
+                            cwd=checkout, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "COMFYUI_PATH": str(find_comfyui())})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
