@@ -7,6 +7,7 @@ import comfy.model_management
 import comfy.samplers
 import nodes as host_nodes
 
+from ..sampling import limits
 from ..sampling.cascade import CascadeSettings, run_cascade
 from ..sampling.families import detect_family, native_size_for_aspect, pivot_family
 from ..sampling.pivot import LATENT_METHODS, upscale_pivot
@@ -44,7 +45,7 @@ class SelfCascadeKSampler(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model used for every stage."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed of the base stage; stage r uses seed + r."),
-                io.Int.Input("steps", default=30, min=1, max=10000,
+                io.Int.Input("steps", **limits.STEPS.schema(),
                              tooltip="Steps of the base stage; each later stage runs the part of this schedule below K."),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance scale, the same in every stage."),
@@ -56,17 +57,17 @@ class SelfCascadeKSampler(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip=("The base-stage latent: its size is the base size (use Self-Cascade "
                                                          "Base Latent for the model's native size); a non-empty latent "
                                                          "works like img2img with denoise.")),
-                io.Float.Input("scale_by", default=2.0, min=0.0, max=16.0, step=0.05,
+                io.Float.Input("scale_by", **limits.SCALE_BY.schema(), step=0.05,
                                tooltip="Target size as a per-side factor of the base; used when target width/height are 0."),
-                io.Int.Input("target_width", default=0, min=0, max=MAX_SIZE, step=8,
+                io.Int.Input("target_width", **limits.TARGET_WIDTH.schema(), step=8,
                              tooltip="Final width in pixels (0: use scale_by). Rounded to the model's size multiple."),
-                io.Int.Input("target_height", default=0, min=0, max=MAX_SIZE, step=8,
+                io.Int.Input("target_height", **limits.TARGET_HEIGHT.schema(), step=8,
                              tooltip="Final height in pixels (0: use scale_by). Rounded to the model's size multiple."),
-                io.Float.Input("k", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
-                io.Float.Input("later_k", default=0.0, min=0.0, max=1.0, step=0.01, tooltip=LATER_K_TOOLTIP),
+                io.Float.Input("k", **limits.K.schema(), step=0.01, tooltip=K_TOOLTIP),
+                io.Float.Input("later_k", **limits.LATER_K.schema(), step=0.01, tooltip=LATER_K_TOOLTIP),
                 io.Combo.Input("upscale_method", options=list(LATENT_METHODS), default="bilinear",
                                tooltip="How the pivot is upsampled between stages (paper: bilinear; official code: bicubic)."),
-                io.Int.Input("stage_steps", default=0, min=0, max=10000,
+                io.Int.Input("stage_steps", **limits.STAGE_STEPS.schema(),
                              tooltip="Steps per high-resolution stage; 0 derives them from K and steps (35 of 50 at K = 0.7)."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Denoise of the base stage, as in KSampler (below 1 for img2img)."),
@@ -87,6 +88,10 @@ class SelfCascadeKSampler(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, scale_by,
                 target_width, target_height, k, later_k, upscale_method, stage_steps, denoise, vae=None,
                 upsampler_adapter=None, adapter_strength=1.0) -> io.NodeOutput:
+        # the host's min/max checks let a JSON NaN through; this refuses it with the setting's limits
+        limits.check_values(limits.CASCADE, dict(steps=steps, stage_steps=stage_steps, k=k, later_k=later_k,
+                                                 scale_by=scale_by, target_width=target_width,
+                                                 target_height=target_height))
         family, plan = plan_for(model, latent_image, scale_by, target_width, target_height, vae)
         stage_patch = None
         if upsampler_adapter is not None and plan.cascade_stages:
@@ -150,9 +155,9 @@ class PivotReschedule(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model whose schedule is cut."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
                                tooltip="The scheduler whose schedule is cut."),
-                io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Steps of the full (uncut) schedule."),
-                io.Float.Input("k", default=0.7, min=0.01, max=1.0, step=0.01, tooltip=K_TOOLTIP),
-                io.Int.Input("stage_steps", default=0, min=0, max=10000,
+                io.Int.Input("steps", **limits.STEPS.schema(), tooltip="Steps of the full (uncut) schedule."),
+                io.Float.Input("k", **limits.K.schema(), step=0.01, tooltip=K_TOOLTIP),
+                io.Int.Input("stage_steps", **limits.STAGE_STEPS.schema(),
                              tooltip="Exact steps below K; 0 keeps the part of the steps-step schedule below K."),
             ],
             outputs=[io.Sigmas.Output(tooltip="Sigmas from t = K down to 0.")],
@@ -160,6 +165,7 @@ class PivotReschedule(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, scheduler, steps, k, stage_steps) -> io.NodeOutput:
+        limits.check_values((limits.STEPS, limits.K, limits.STAGE_STEPS), dict(steps=steps, k=k, stage_steps=stage_steps))
         sigmas = pivot_sigmas(model.get_model_object("model_sampling"), scheduler, steps, k, stage_steps)
         return io.NodeOutput(sigmas)
 

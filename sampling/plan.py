@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-MAX_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: no node of the host makes a larger image side
+from .limits import MAX_SIDE
+
 MAX_STAGES = 8  # 4^8 = 65536x the base area; beyond that a plan is surely a typo
 PREFERRED_MULTIPLE = 64
 _EPS = 1e-9

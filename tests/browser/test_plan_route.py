@@ -47,7 +47,7 @@ def test_route_passes_on_the_planners_and_the_schedules_errors(browser_server):
     assert "exceeds the 16384 px side limit" in plan(browser_server.url, base_width=512, base_height=512,
                                                      scale_by=40)["error"]
     assert "outside (0, 1]" in plan(browser_server.url, k=1.5)["error"]
-    assert plan(browser_server.url, steps="many")["error"] == "steps = 'many' is not a number."
+    assert plan(browser_server.url, steps="many")["error"] == "steps = 'many' is not a whole number; choose 1 to 10000."
 
 
 def test_registering_without_a_server_does_nothing():

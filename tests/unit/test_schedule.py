@@ -2,8 +2,12 @@
 import pytest
 import torch
 
+import comfy.model_sampling
 import comfy.samplers
-from selfcascade.sampling.schedule import ScheduleError, cut_sigma, full_schedule, pivot_sigmas
+from selfcascade.sampling import schedule
+from selfcascade.sampling.limits import MAX_STEPS
+from selfcascade.sampling.schedule import (MAX_SCHEDULE_EVALUATIONS, ScheduleError, cut_sigma, full_schedule,
+                                           pivot_sigmas)
 from tiny_pack.models import FAMILIES, build_model
 
 
@@ -63,3 +67,57 @@ def test_bad_counts_and_names_are_refused(model_sampling):
     with pytest.raises(ScheduleError, match="unknown scheduler"):
         pivot_sigmas(model_sampling, "nope", 20, 0.7)
     assert set(comfy.samplers.SCHEDULER_NAMES) >= {"normal", "karras"}
+
+
+class _Stopped(Exception):
+    pass
+
+
+@pytest.fixture
+def schedule_calls(monkeypatch) -> list:
+    """What the exact-count search did, in order: "check" for each stop check, the total for each schedule."""
+    calls = []
+    computed = schedule.full_schedule
+    monkeypatch.setattr(schedule, "full_schedule", lambda *args: calls.append(args[2]) or computed(*args))
+    return calls
+
+
+@pytest.mark.parametrize("scheduler", comfy.samplers.SCHEDULER_NAMES)
+@pytest.mark.parametrize("stage_steps, k", [(10000, 0.01), (3333, 0.37), (1019, 0.11), (305, 0.05), (35, 0.7),
+                                            (800, 0.7), (1, 0.01), (9999, 0.99)])
+def test_exact_count_search_is_bounded_and_checks_before_every_schedule(scheduler, stage_steps, k, schedule_calls):
+    # the sampler's old search re-ran schedules of up to stage_steps / K steps 64 times (7 minutes
+    # without an interrupt check for stage_steps 10000 at K 0.01); every search now stays inside
+    # the limits and can be stopped before each schedule it computes
+    ms = comfy.model_sampling.ModelSamplingDiscrete()
+    try:
+        sigmas = pivot_sigmas(ms, scheduler, 30, k, stage_steps, stop_check=lambda: schedule_calls.append("check"))
+        assert len(sigmas) - 1 == stage_steps or scheduler in ("ddim_uniform",)  # ddim_uniform's grid skips counts
+    except ScheduleError as refused:
+        assert f"needs a {scheduler} schedule of more than {MAX_STEPS} steps" in str(refused)
+        assert "lower stage_steps or raise K" in str(refused)
+    totals = schedule_calls[1::2]
+    assert schedule_calls[0::2] == ["check"] * len(totals) and len(totals) <= MAX_SCHEDULE_EVALUATIONS
+    assert all(stage_steps - 1 < total <= MAX_STEPS for total in totals)
+
+
+def test_the_first_guess_lands_for_schedules_uniform_in_time(schedule_calls):
+    ms = comfy.model_sampling.ModelSamplingDiscrete()
+    for stage_steps, k in [(35, 0.7), (7000, 0.7), (1019, 0.11), (3333, 0.37)]:
+        schedule_calls.clear()
+        assert len(pivot_sigmas(ms, "normal", 30, k, stage_steps, stop_check=lambda: None)) - 1 == stage_steps
+        assert len(schedule_calls) <= 2
+
+
+def test_a_stop_check_that_raises_stops_the_search_before_any_schedule(schedule_calls):
+    def stop():
+        raise _Stopped
+
+    with pytest.raises(_Stopped):
+        pivot_sigmas(comfy.model_sampling.ModelSamplingDiscrete(), "normal", 30, 0.01, 10000, stop_check=stop)
+    assert schedule_calls == []
+
+
+def test_schedules_longer_than_the_limit_are_refused():
+    with pytest.raises(ScheduleError, match=f"a schedule has 1 to {MAX_STEPS} steps"):
+        full_schedule(comfy.model_sampling.ModelSamplingDiscrete(), "normal", MAX_STEPS + 1)
