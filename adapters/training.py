@@ -258,7 +258,7 @@ def model_fingerprint(module: torch.nn.Module) -> str:
     for name, tensor in tensors:
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
     for _, tensor in (tensors[0], tensors[-1]) if tensors else ():
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-dim too
     return digest.hexdigest()
 
 
