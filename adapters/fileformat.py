@@ -13,6 +13,7 @@ import os
 import re
 import struct
 import tempfile
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -32,6 +33,11 @@ MAX_POINTS = 16
 MAX_PROVENANCE = 64
 OFFICIAL_PREFIX = "unet.feature_upsampler"
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+OFFICIAL_SDXL_PARAMETERS = 145_457_280  # upsampler_only.pth: feature_upsampler0..3 at SDXL widths
+# what torch.load may allocate for a .pth: the official layout in fp32 plus room for its pickle; the
+# zip directory declares every record's size, so anything larger is refused before a byte is read
+MAX_PTH_BYTES = OFFICIAL_SDXL_PARAMETERS * 4 + (64 << 20)
+MAX_PTH_RECORDS = 4096  # the official file has one record per tensor (a few hundred)
 CONVERT_HINT = "convert it with scripts/convert_official_adapter.py"
 
 
@@ -238,9 +244,37 @@ def official_adapter(state_dict: Mapping[str, torch.Tensor], source: str = "stat
     return UpsamplerAdapter(spec, _module_with(spec, from_official_keys(state_dict), source))
 
 
+def check_pth_archive(path: Path) -> None:
+    """Refuse, from its zip directory alone, a .pth that could not be the official upsamplers.
+
+    ``torch.load`` allocates every record the archive declares before our checks see a tensor, so
+    a small file that declares a gigabyte would cost a gigabyte. torch.save writes a zip archive of
+    uncompressed records; a legacy (non-zip) pickle declares its sizes only inside the pickle, so it
+    is refused outright (the official file is a zip archive).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        raise AdapterError(f"{path}: not a zip-format torch checkpoint (a legacy or plain pickle, or a damaged file). "
+                           "Pickle files are never unpickled here; use a .safetensors adapter, or the official "
+                           "upsampler_only.pth.") from None
+    declared = sum(record.file_size for record in records)
+    if len(records) > MAX_PTH_RECORDS or declared > MAX_PTH_BYTES:
+        raise AdapterError(f"{path}: declares {declared:,} bytes in {len(records)} records, more than the official "
+                           f"upsamplers need ({MAX_PTH_BYTES:,} bytes in at most {MAX_PTH_RECORDS}); it was not read. "
+                           "Use the official upsampler_only.pth or a .safetensors adapter.")
+    compressed = [record.filename for record in records if record.compress_type != zipfile.ZIP_STORED]
+    if compressed or declared > path.stat().st_size:
+        raise AdapterError(f"{path}: its records are {'compressed' if compressed else 'larger than the file'}, which "
+                           "torch.save never writes; it was not read. Re-download the official upsampler_only.pth.")
+
+
 def read_official_pth(path: Path | str) -> UpsamplerAdapter:
-    """Read the official ``upsampler_only.pth`` without unpickling objects (``weights_only=True``)."""
+    """Read the official ``upsampler_only.pth`` without unpickling objects (``weights_only=True``), after
+    ``check_pth_archive`` has bounded what reading it may allocate."""
     path = Path(path)
+    check_pth_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # refused globals, truncated zip, not a pickle at all

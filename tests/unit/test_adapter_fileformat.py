@@ -13,9 +13,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from selfcascade.adapters.fileformat import (FORMAT_VERSION, AdapterError, WriteFailed, check_weights,
-                                             convert_official_adapter, from_official_keys, load_adapter, official_spec,
-                                             replaced_atomically, save_adapter, spec_to_metadata)
+from hostile_files import lying_pth
+from selfcascade.adapters.fileformat import (FORMAT_VERSION, MAX_PTH_BYTES, MAX_PTH_RECORDS, OFFICIAL_SDXL_PARAMETERS,
+                                             AdapterError, WriteFailed, check_weights, convert_official_adapter,
+                                             from_official_keys, load_adapter, official_spec, replaced_atomically,
+                                             save_adapter, spec_to_metadata)
 from selfcascade.adapters.modules import LITE, OFFICIAL_SDXL_POINTS, AdapterSpec, UpsamplerAdapter, build_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -206,6 +208,53 @@ def test_malicious_pickle_does_not_execute(tmp_path):
     with pytest.raises(AdapterError, match="weights-only.*never unpickled"):
         load_adapter(tmp_path / "evil.pth")
     assert not marker.exists()
+
+
+def test_the_pth_size_limit_holds_the_official_layout_in_fp32():
+    state = official_state_dict((320, 640, 1280, 1280), 1280, device="meta")
+    assert sum(tensor.numel() for tensor in state.values()) == OFFICIAL_SDXL_PARAMETERS
+    assert OFFICIAL_SDXL_PARAMETERS * 4 < MAX_PTH_BYTES < OFFICIAL_SDXL_PARAMETERS * 5
+
+
+def _many_records(path: Path) -> Path:
+    torch.save({"state_dict": {f"t{index}": torch.zeros(1) for index in range(MAX_PTH_RECORDS)}}, path)
+    return path
+
+
+def _deflated(path: Path) -> Path:
+    torch.save({"state_dict": official_state_dict()}, path)
+    import zipfile
+    with zipfile.ZipFile(path) as stored:
+        records = [(info.filename, stored.read(info)) for info in stored.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as deflated:
+        for name, data in records:
+            deflated.writestr(name, data)
+    return path
+
+
+def _legacy(path: Path) -> Path:
+    torch.save({"state_dict": official_state_dict()}, path, _use_new_zipfile_serialization=False)
+    return path
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda path: lying_pth(path, 1 << 31), "more than the official upsamplers need"),
+    (lambda path: lying_pth(path, 1 << 20), "its records are larger than the file"),
+    (_many_records, f"in at most {MAX_PTH_RECORDS}); it was not read"),
+    (_deflated, "its records are compressed, which torch.save never writes"),
+    (_legacy, "not a zip-format torch checkpoint (a legacy or plain pickle"),
+])
+def test_a_pth_that_could_allocate_more_than_the_official_layout_is_refused_unread(tmp_path, monkeypatch, write,
+                                                                                   message):
+    path = write(tmp_path / "upsampler_only.pth")
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", never)
+    with pytest.raises(AdapterError) as refused:
+        load_adapter(path)
+    assert message in str(refused.value) and "upsampler_only.pth" in str(refused.value)
 
 
 def test_header_lengths_that_look_like_pickle_opcodes_still_load(tmp_path):
