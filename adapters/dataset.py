@@ -15,7 +15,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import safetensors.torch
 import torch
@@ -91,21 +91,32 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return width, height
 
 
-def scan_image_folder(folder: str | os.PathLike, width: int, height: int) -> list[ImageRecord]:
-    """Every png/jpg/webp under ``folder`` (recursive, hidden folders skipped), sorted, with its caption.
+def image_paths(folder: Path) -> Iterator[Path]:
+    """The png/jpg/webp files under ``folder``, recursively, skipping hidden folders and files and
+    symbolic links that lead out of it (subfolder links are never followed)."""
+    real_folder = folder.resolve()
+    for path in folder.rglob("*"):
+        if (path.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+                and path.is_file() and path.resolve().is_relative_to(real_folder)):
+            yield path
 
-    Refuses, naming the files, a folder that is missing or holds no image, images PIL cannot open,
-    and images smaller than the ``width`` x ``height`` crop.
+
+def no_images_message(folder: str) -> str:
+    """The one answer for a folder that is missing, is not a folder, or holds no image: it tells nobody which."""
+    return (f"image folder '{folder}' holds no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images; put training images "
+            "in it (subfolders are searched too).")
+
+
+def scan_image_folder(folder: str | os.PathLike, width: int, height: int) -> list[ImageRecord]:
+    """Every png/jpg/webp under ``folder`` (``image_paths``), sorted, with its caption.
+
+    Refuses a folder that is missing or holds no image (one message, listing nothing), and, naming
+    them, images PIL cannot open and images smaller than the ``width`` x ``height`` crop.
     """
     root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise TrainingInputError(f"image folder '{root}' does not exist or is not a folder; "
-                                 "give the folder that holds your training images.")
-    paths = sorted(path for path in root.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-                   and not any(part.startswith(".") for part in path.relative_to(root).parts))
+    paths = sorted(image_paths(root)) if root.is_dir() else []
     if not paths:
-        raise TrainingInputError(f"image folder '{root}' holds no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images; "
-                                 "put training images in it (subfolders are searched too).")
+        raise TrainingInputError(no_images_message(str(folder)))
     records, unreadable, too_small = [], [], []
     for path in paths:
         relative = path.relative_to(root).as_posix()

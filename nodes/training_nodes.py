@@ -1,8 +1,7 @@
 """Train Upsampler Adapter: the cheap tuning of the paper (Algorithm 1) inside ComfyUI."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 
@@ -10,30 +9,58 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
-from ..adapters.dataset import TrainingCache, TrainingInputError
+from ..adapters.dataset import IMAGE_SUFFIXES, TrainingCache, TrainingInputError, image_paths
 from ..adapters.modules import INJECTIONS, LITE, SKIP, VARIANTS
 from ..adapters.training import (StepReport, Trainer, TrainingSettings, fresh_adapter, model_fingerprint, prepare_data,
                                  refuse_existing)
+from ..sampling import limits
 from .adapter_nodes import ADAPTER_FOLDER
 from .api import CATEGORY, UpsamplerAdapter, io, ui
 
 CACHE_FOLDER = "selfcascade_training_cache"  # under ComfyUI's temp folder: reused within a server session
+TRAINING_FOLDER = "upsampler_training"  # extra_model_paths.yaml key of folders training may read besides input/
+MAX_FOLDER_CHARS = 255
 
 
 def adapter_output_path(save_name: str) -> Path:
-    """``models/upsampler_adapters/<save_name>.safetensors``; refuses names that leave the folder."""
-    name = save_name.strip()
-    name = name[:-len(".safetensors")] if name.endswith(".safetensors") else name
-    if not name or name.startswith(".") or any(sep in name for sep in ("/", "\\", os.sep)):
-        raise TrainingInputError(f"save name '{save_name}' must be a plain file name (no folders, not starting "
-                                 "with '.'), e.g. 'sd15-2x'.")
+    """``models/upsampler_adapters/<save_name>.safetensors`` for a plain file name (``limits.FILE_NAME_RULE``)."""
+    name = save_name[:-len(".safetensors")] if save_name.endswith(".safetensors") else save_name
+    try:
+        limits.check_file_name(name, "save name")
+    except limits.InputLimitError as error:
+        raise TrainingInputError(str(error)) from None
     return Path(folder_paths.get_folder_paths(ADAPTER_FOLDER)[0]) / f"{name}.safetensors"
 
 
+def training_roots() -> list[Path]:
+    """Where training may read images: ComfyUI's input folder, then the ``upsampler_training`` folders
+    of ``extra_model_paths.yaml``."""
+    configured = folder_paths.folder_names_and_paths.get(TRAINING_FOLDER, ([], set()))[0]
+    return [Path(folder_paths.get_input_directory()), *map(Path, configured)]
+
+
 def image_folder_path(image_folder: str) -> Path:
-    """An absolute folder, or one relative to ComfyUI's input folder."""
-    path = Path(image_folder.strip()).expanduser()
-    return path if path.is_absolute() else Path(folder_paths.get_input_directory()) / path
+    """The first folder named ``image_folder`` inside a training root that holds an image.
+
+    A client names a folder; it never learns about others: a name that is missing, empty, or that
+    leads out of its root (``..``, an absolute path, a symbolic link) gets the same answer, which
+    lists nothing.
+    """
+    name = image_folder.strip()
+    relative = PurePosixPath(name.replace("\\", "/"))
+    if (not name or len(name) > MAX_FOLDER_CHARS or "\x00" in name or relative.is_absolute() or PureWindowsPath(name).drive
+            or ".." in relative.parts):
+        raise TrainingInputError(f"image folder {ascii(name[:MAX_FOLDER_CHARS])} must name a folder inside ComfyUI's input "
+                                 f"folder (or an '{TRAINING_FOLDER}' folder of extra_model_paths.yaml), e.g. "
+                                 "'upsampler_training': no absolute path, no '..'.")
+    for root in training_roots():
+        real_root = root.resolve()
+        folder = (real_root / relative).resolve()
+        if folder.is_relative_to(real_root) and folder.is_dir() and any(image_paths(folder)):
+            return folder
+    raise TrainingInputError(f"image folder '{name}' holds no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} images in "
+                             f"ComfyUI's input folder or an '{TRAINING_FOLDER}' folder of extra_model_paths.yaml; "
+                             f"put your training images in input/{name} (subfolders are searched too).")
 
 
 class TrainUpsamplerAdapter(io.ComfyNode):
@@ -54,7 +81,8 @@ class TrainUpsamplerAdapter(io.ComfyNode):
                 io.Conditioning.Input("conditioning", tooltip="One prompt for every image (an empty prompt is fine)."),
                 io.String.Input("image_folder", default="upsampler_training",
                                 tooltip=("Folder of png/jpg/webp images at or above the resolution, searched "
-                                         "recursively; absolute, or relative to ComfyUI's input folder.")),
+                                         "recursively: a folder inside ComfyUI's input folder, or inside a folder "
+                                         f"listed under '{TRAINING_FOLDER}:' in extra_model_paths.yaml.")),
                 io.Int.Input("resolution", default=1024, min=64, max=8192, step=16,
                              tooltip="Training crop side in pixels: the target size (the pivot is half of it)."),
                 io.Int.Input("steps", default=1000, min=1, max=1000000,
@@ -64,7 +92,7 @@ class TrainUpsamplerAdapter(io.ComfyNode):
                 io.Combo.Input("injection", options=list(INJECTIONS), default=SKIP,
                                tooltip="skip: added to the skip features (paper); backbone: to the encoder path "
                                        "(official code)."),
-                io.Float.Input("k", default=0.7, min=0.01, max=1.0, step=0.01,
+                io.Float.Input("k", **limits.K.schema(), step=0.01,
                                tooltip="K: trains t in (0, K] of the time range, the part of each stage after the "
                                        "pivot re-noise (paper 0.7)."),
                 io.Float.Input("learning_rate", default=5e-5, min=1e-7, max=1.0, step=1e-7,
@@ -73,7 +101,8 @@ class TrainUpsamplerAdapter(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                              tooltip="Seeds the crops, the adapter's initial weights, the sample order, noise and t."),
                 io.String.Input("save_name", default="upsampler_adapter",
-                                tooltip="File name in models/upsampler_adapters (.safetensors is added)."),
+                                tooltip=(f"File name in models/upsampler_adapters (.safetensors is added): "
+                                         f"{limits.FILE_NAME_RULE}.")),
                 io.Boolean.Input("overwrite", default=False, tooltip="Replace an existing adapter of that name."),
             ],
             outputs=[UpsamplerAdapter.Output(tooltip="The trained adapter (also saved to models/upsampler_adapters).")],
@@ -89,10 +118,11 @@ class TrainUpsamplerAdapter(io.ComfyNode):
         settings = TrainingSettings(resolution, resolution, steps, k=k, learning_rate=learning_rate,
                                     batch_size=batch_size, seed=seed)
         settings.check()
+        images = image_folder_path(image_folder)
         cache = TrainingCache(Path(folder_paths.get_temp_directory()) / CACHE_FOLDER)
         with torch.inference_mode(False):  # the host runs nodes in inference mode; training needs autograd
             adapter = fresh_adapter(model, variant, injection, settings)
-            data = prepare_data(image_folder_path(image_folder), vae, settings, cache,
+            data = prepare_data(images, vae, settings, cache,
                                 model_fingerprint(vae.first_stage_model), conditioning=conditioning)
             trainer = Trainer(model, adapter, data, settings, model_fingerprint(model.model))
             before = trainer.fixed_batch_loss()

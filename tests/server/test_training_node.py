@@ -28,12 +28,14 @@ def comfy_server(tmp_path_factory, adapter_folder):
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
+def images(comfy_server) -> str:
+    """A folder of two images in the server's input folder, by the name the node takes."""
+    folder = comfy_server.workdir / "input" / "training_images"
+    folder.mkdir()
     for index in range(2):
         pixels = np.random.default_rng(index).integers(0, 255, (72, 80, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"image{index}.png")
-    return folder
+    return folder.name
 
 
 def training_graph(image_folder, save_name: str, steps: int = 3, overwrite: bool = False) -> tuple[Graph, str]:
@@ -86,10 +88,11 @@ def test_an_existing_name_is_refused_and_kept(comfy, adapter_folder, images):
     assert existing.read_bytes() == b"someone's adapter"
 
 
-def test_an_empty_image_folder_is_refused(comfy, tmp_path):
-    graph, _ = training_graph(tmp_path, "never-written")
+def test_an_empty_image_folder_is_refused(comfy, comfy_server):
+    (comfy_server.workdir / "input" / "empty_images").mkdir()
+    graph, _ = training_graph("empty_images", "never-written")
     error = comfy.expect_execution_error(graph)
-    assert "holds no" in error.message and str(tmp_path) in error.message
+    assert "image folder 'empty_images' holds no" in error.message and "put your training images in" in error.message
 
 
 def weight_objects(comfy, label: str) -> dict:

@@ -46,9 +46,28 @@ def test_scan_refuses_unusable_folders_naming_the_problem(tmp_path, make, expect
     assert expected in str(raised.value)
 
 
-def test_scan_refuses_a_missing_folder(tmp_path):
-    with pytest.raises(TrainingInputError, match="does not exist"):
-        dataset.scan_image_folder(tmp_path / "nowhere", 64, 64)
+def test_a_missing_folder_gets_the_same_answer_as_an_empty_one(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.png").write_bytes(b"a file, not a folder")
+    answers = set()
+    for folder in ("nowhere", "empty", "file.png"):
+        with pytest.raises(TrainingInputError) as raised:
+            dataset.scan_image_folder(tmp_path / folder, 64, 64)
+        answers.add(str(raised.value).replace(folder, "<folder>"))
+    assert len(answers) == 1 and "holds no png/jpg/jpeg/webp images" in answers.pop()
+
+
+def test_links_that_lead_out_of_the_folder_are_not_read(tmp_path):
+    outside, folder = tmp_path / "outside", tmp_path / "images"
+    (outside / "sub").mkdir(parents=True)
+    folder.mkdir()
+    write_png(outside / "secret.png", 64, 64)
+    write_png(outside / "sub" / "deep.png", 64, 64)
+    write_png(folder / "own.png", 64, 64)
+    (folder / "linked.png").symlink_to(outside / "secret.png")
+    (folder / "linked_folder").symlink_to(outside / "sub", target_is_directory=True)
+    (folder / "inner.png").symlink_to(folder / "own.png")  # a link that stays inside is an image like any other
+    assert [r.relative for r in dataset.scan_image_folder(folder, 64, 64)] == ["inner.png", "own.png"]
 
 
 def test_crop_is_fixed_per_image_and_inside_it():
