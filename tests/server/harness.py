@@ -9,8 +9,8 @@ API
   and nothing else of ours. ``ComfyServer(custom_nodes_dir, workdir, ...)`` serves any custom-nodes
   folder. Use it as a context manager (or ``start()`` / ``stop()``); ``start()`` returns once the
   HTTP API answers. Attributes: ``url``, ``output_dir`` (``workdir/output`` unless given),
-  ``log_path``; ``log_text(since=0)`` and ``log_size()`` read the captured server log (stdout and
-  stderr). Model folders such as ``upsampler_adapters`` are added with
+  ``log_path``, ``pid``; ``log_text(since=0)`` and ``log_size()`` read the captured server log (stdout
+  and stderr). Model folders such as ``upsampler_adapters`` are added with
   ``model_paths={"upsampler_adapters": "/abs/dir"}``.
 - ``Graph``: builds API-format prompts: ``g = Graph(); m = g.node("TinyModelLoader", family="sd15",
   seed=0); g.node("KSampler", model=m, ...)``. A ``Node`` as an input links its output 0; ``m.out(i)``
@@ -182,6 +182,12 @@ class ComfyServer:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+    @property
+    def pid(self) -> int:
+        """The server's process id, e.g. to read its memory in ``/proc``."""
+        self.check_alive()
+        return self._process.pid
 
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
