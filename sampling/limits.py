@@ -9,6 +9,7 @@ can check its query on the server's event loop in microseconds, before any work.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Mapping, Union
@@ -54,12 +55,14 @@ class Limit:
         return f"choose {self.low} to {self.high}"
 
     def check(self, value: Number) -> Number:
-        """``value`` itself when it is a finite number in range; else ``InputLimitError``."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.whole and not isinstance(value, int)):
-            raise InputLimitError(f"{self.name} = {value!r} is not a {'whole number' if self.whole else 'number'}; "
-                                  f"{self._range()}.")
+        """``value`` itself when it is a finite number in range (a whole one for whole limits, though a
+        linked input may carry it as 512.0); else ``InputLimitError``."""
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InputLimitError(f"{self.name} = {value!r} is not a number; {self._range()}.")
         if not math.isfinite(value):
             raise InputLimitError(f"{self.name} = {value} is not a finite number; {self._range()}.")
+        if self.whole and not float(value).is_integer():
+            raise InputLimitError(f"{self.name} = {value} is not a whole number; {self._range()}.")
         if not self.low <= value <= self.high:
             raise InputLimitError(f"{self.name} = {value} is outside its limits; {self._range()}.")
         return value

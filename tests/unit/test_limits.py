@@ -1,6 +1,7 @@
 """The one definition of input limits: query parsing, value checks, file names, and the node schemas that read it."""
 import math
 
+import numpy as np
 import pytest
 
 from selfcascade.nodes.cascade_nodes import PivotReschedule, SelfCascadeKSampler
@@ -45,11 +46,18 @@ def test_long_text_is_refused_by_its_length_before_it_is_parsed():
         parse_query({"scheduler": "x" * 65}, PLAN_QUERY)
 
 
-@pytest.mark.parametrize("limit, value", [(limits.K, math.nan), (limits.STEPS, 2.0), (limits.STEPS, True),
-                                          (limits.SCALE_BY, -math.inf), (limits.TARGET_WIDTH, 16392)])
+@pytest.mark.parametrize("limit, value", [(limits.K, math.nan), (limits.STEPS, 2.5), (limits.STEPS, True),
+                                          (limits.SCALE_BY, -math.inf), (limits.TARGET_WIDTH, 16392),
+                                          (limits.K, "0.7")])
 def test_values_a_prompt_can_carry_past_the_hosts_min_max_are_refused(limit, value):
     with pytest.raises(InputLimitError, match=f"^{limit.name} = "):
         limit.check(value)
+
+
+@pytest.mark.parametrize("limit, value", [(limits.STEPS, 30), (limits.TARGET_WIDTH, 1024.0), (limits.K, 1),
+                                          (limits.K, np.float32(0.5)), (limits.STEPS, np.int64(20))])
+def test_numbers_linked_nodes_may_send_pass_as_they_are(limit, value):
+    assert limit.check(value) is value
 
 
 def test_node_schemas_take_their_bounds_from_the_limits():
