@@ -44,9 +44,11 @@ def test_route_without_a_base_gives_the_stage_steps_only(browser_server):
 
 
 def test_route_passes_on_the_planners_and_the_schedules_errors(browser_server):
-    assert "exceeds the 16384 px side limit" in plan(browser_server.url, base_width=512, base_height=512,
-                                                     scale_by=40)["error"]
-    assert "outside (0, 1]" in plan(browser_server.url, k=1.5)["error"]
+    assert "exceeds the 16384 px side limit" in plan(browser_server.url, base_width=2048, base_height=2048,
+                                                     scale_by=16)["error"]
+    assert "needs a normal schedule of more than 10000 steps" in plan(browser_server.url, stage_steps=10000,
+                                                                      k=0.01)["error"]
+    assert plan(browser_server.url, k=1.5)["error"] == "k = 1.5 is outside its limits; choose 0.01 to 1.0."
     assert plan(browser_server.url, steps="many")["error"] == "steps = 'many' is not a whole number; choose 1 to 10000."
 
 
