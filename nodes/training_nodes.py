@@ -48,11 +48,12 @@ def image_folder_path(image_folder: str) -> Path:
     """
     name = image_folder.strip()
     relative = PurePosixPath(name.replace("\\", "/"))
-    if (not name or len(name) > MAX_FOLDER_CHARS or "\x00" in name or relative.is_absolute() or PureWindowsPath(name).drive
-            or ".." in relative.parts):
+    if (not name or len(name) > MAX_FOLDER_CHARS or not name.isprintable() or relative.is_absolute()
+            or PureWindowsPath(name).drive or ".." in relative.parts):
         raise TrainingInputError(f"image folder {ascii(name[:MAX_FOLDER_CHARS])} must name a folder inside ComfyUI's input "
                                  f"folder (or an '{TRAINING_FOLDER}' folder of extra_model_paths.yaml), e.g. "
-                                 "'upsampler_training': no absolute path, no '..'.")
+                                 f"'upsampler_training': at most {MAX_FOLDER_CHARS} printable characters, no absolute "
+                                 "path, no '..'.")
     for root in training_roots():
         real_root = root.resolve()
         folder = (real_root / relative).resolve()

@@ -275,7 +275,8 @@ def test_a_bad_save_name_is_refused_before_any_training(comfy, adapter_folder, s
 
 
 @pytest.mark.usefixtures("then_valid")
-@pytest.mark.parametrize("image_folder", [str(REPO / "docs"), "../../../docs", "/etc", "safety_images/../../.."])
+@pytest.mark.parametrize("image_folder", [str(REPO / "docs"), "../../../docs", "/etc", "safety_images/../../..",
+                                          "new\nline", "C:docs", "x" * 300])
 def test_image_folders_outside_the_allowed_ones_are_refused_listing_nothing(comfy, image_folder):
     error = comfy.expect_execution_error(training_graph(image_folder, "never-written"))
     assert "must name a folder inside ComfyUI's input folder" in error.message
