@@ -10,7 +10,6 @@ fails when a page falls behind its schema.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -115,8 +114,7 @@ def pages(object_info: dict) -> dict[str, str]:
 
 
 def main() -> None:
-    sys.path.insert(0, str(REPO / "tests" / "server"))
-    from harness import ComfyClient, ComfyServer
+    from comfy_headless import ComfyClient, ComfyServer
 
     DOCS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as workdir, ComfyServer.for_checkout(Path(workdir)) as server, \
