@@ -19,8 +19,7 @@ from typing import Any, Optional
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "workflows"
 API_OUT = OUT / "api"  # API-format exports (what the Run button sends), not listed as templates
-# the main job queues the demo; the real-layout checkpoint runs (tests, benchmarks) queue the SD1.5 and SDXL ones
-API_EXPORTS = ("self_cascade_demo", "sd15_512_to_2048_tuning_free", "sdxl_tuned_official_adapter")
+# scripts/main_job.py --workflow NAME runs any of them; tests and benchmarks queue some
 
 NEGATIVE = "blurry, lowres, jpeg artifacts, watermark, text, deformed"
 PROMPT = ("a cozy wooden cabin by a glacier lake at sunrise, snowy peaks, pine forest, mist over the water, "
@@ -257,9 +256,9 @@ def build_all(frontend) -> dict[str, dict]:
 
 
 def main() -> None:
-    sys.path[:0] = [str(REPO / "tests" / "server"), str(REPO / "tests" / "browser")]
+    sys.path.insert(0, str(REPO / "tests" / "browser"))  # the browser driver is shared with the browser tests
+    from comfy_headless import ComfyServer
     from frontend import Frontend
-    from harness import ComfyServer
 
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as workdir, ComfyServer.for_checkout(Path(workdir)) as server, \
@@ -267,11 +266,10 @@ def main() -> None:
         for name, workflow in build_all(frontend).items():
             (OUT / f"{name}.json").write_text(json.dumps(workflow, indent=1) + "\n")
             print(f"wrote {OUT.relative_to(REPO)}/{name}.json ({len(workflow['nodes'])} nodes)")
-            if name in API_EXPORTS:
-                frontend.helper("load", workflow, f"{name}.json")
-                API_OUT.mkdir(exist_ok=True)
-                (API_OUT / f"{name}.json").write_text(json.dumps(frontend.helper("exportPrompt")["output"], indent=1) + "\n")
-                print(f"wrote {API_OUT.relative_to(REPO)}/{name}.json")
+            frontend.helper("load", workflow, f"{name}.json")
+            API_OUT.mkdir(exist_ok=True)
+            (API_OUT / f"{name}.json").write_text(json.dumps(frontend.helper("exportPrompt")["output"], indent=1) + "\n")
+            print(f"wrote {API_OUT.relative_to(REPO)}/{name}.json")
 
 
 if __name__ == "__main__":

@@ -1,89 +1,201 @@
-"""The main job: the shipped demo workflow through a real, headless ComfyUI, saved as a PNG.
+"""The main job: one shipped workflow through a real, headless ComfyUI, saved under ``output/``.
 
-Why through the server: it is exactly what a user's "Queue" button does, so this doubles as the
-end-to-end check of packaging, node loading and the cascade. It queues the API export of
-``workflows/self_cascade_demo.json`` (``workflows/api/self_cascade_demo.json``, written by the real
-frontend in ``scripts/build_workflows.py``): the pack's own demo model, trained here at 32x32 on
-coloured discs, cascaded to 128x128 in two stages.
+Why through the server: it is exactly what a user's Queue button does, so this doubles as the
+end-to-end check of packaging, node loading and the cascade. Without options it queues the API
+export of ``workflows/self_cascade_demo.json``: the pack's own demo model (no download), cascaded
+32 -> 64 -> 128. With ``--checkpoint`` it runs a checkpoint workflow on your own model file, read
+where it lies (the server's checkpoints folder points at the file's folder; nothing is copied).
 
-Usage: ``python scripts/main_job.py [--count N --seed S --steps N --size PX]`` with the host's
-Python (``bash scripts/main_job.sh`` provisions it). Prints the stage report and, last, the image's path.
+    python scripts/main_job.py [--workflow NAME] [--checkpoint FILE] [--prompt TEXT] [--negative TEXT]
+                               [--target WxH] [--count N] [--seed S] [--steps N] [--output DIR]
+
+Run it with ComfyUI's Python (``bash scripts/main_job.sh`` provisions the test host, or uses
+``COMFYUI_PATH``). The server runs on the GPU when torch sees one, and loads this pack and no other
+custom nodes. Prints the stage report and, last, the saved files' paths. A bad option exits with
+code 2 and one line on stderr; a prompt ComfyUI refuses or fails exits with 1 and one line that
+names the node, the message and the kept server log.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn, Optional
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "server"))
+import requests
+import torch
+import websocket
 
-import torch  # noqa: E402
-from harness import ComfyClient, ComfyServer  # noqa: E402
+from _bootstrap import find_comfyui
+from comfy_headless import PACK_NAME, REPO, ComfyClient, ComfyError, ComfyServer, PromptRejected, ExecutionFailed
 
 OUTPUT_DIR = REPO / "output"
-WORKFLOW = REPO / "workflows" / "api" / "self_cascade_demo.json"
+API_WORKFLOWS = REPO / "workflows" / "api"
+DEMO = "self_cascade_demo"
+CHECKPOINT_DEFAULT = "sdxl_1024_to_2048_tuning_free"  # its Base Latent starts at any family's native size
+CHECKPOINT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin")  # the host's model files
 MAX_WORKFLOW_BYTES = 1 << 20
 MAX_NODES = 500
+RUN_TIMEOUT_S = 6 * 3600  # a 4096 px cascade of a full-size model on a small GPU takes a while
+SAMPLERS = ("SelfCascadeKSampler", "KSampler", "SamplerCustom")
+SAVERS = ("SaveImage", "SaveAnimatedWEBP", "SaveLatent")
+
+
+class UsageError(Exception):
+    """An option that does not fit: exit code 2, one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_target(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"'{text}' is not WIDTHxHEIGHT in pixels (e.g. 2048x2048)")
+    return int(match[1]), int(match[2])
+
+
+def arguments(argv: Optional[list[str]]) -> argparse.Namespace:
+    shipped = sorted(path.stem for path in API_WORKFLOWS.glob("*.json"))
+    parser = Parser(prog="main_job", description=__doc__.splitlines()[0])
+    parser.add_argument("--workflow", choices=shipped, metavar="NAME",
+                        help=f"shipped workflow to run (default {DEMO}; with --checkpoint {CHECKPOINT_DEFAULT}): "
+                             + ", ".join(shipped))
+    parser.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="your checkpoint file for the workflow's Load Checkpoint (read in place)")
+    parser.add_argument("--prompt", metavar="TEXT", help="the workflow's positive prompt")
+    parser.add_argument("--negative", metavar="TEXT", help="the workflow's negative prompt")
+    parser.add_argument("--target", type=parse_target, metavar="WxH", help="final size in pixels, e.g. 2048x2048")
+    parser.add_argument("--count", type=int, help="demo model only: discs to draw, 1 to 3 (its prompt)")
+    parser.add_argument("--seed", type=int, help="noise seed (stage r uses seed + r)")
+    parser.add_argument("--steps", type=int, help="steps of the base stage")
+    parser.add_argument("--output", type=Path, default=OUTPUT_DIR, metavar="DIR",
+                        help=f"where ComfyUI saves the results (default {OUTPUT_DIR.relative_to(REPO)}/ of this checkout)")
+    args = parser.parse_args(argv)
+    args.workflow = args.workflow or (CHECKPOINT_DEFAULT if args.checkpoint else DEMO)
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+        if args.checkpoint.suffix.lower() not in CHECKPOINT_SUFFIXES:
+            raise UsageError(f"--checkpoint {args.checkpoint}: not a model file ({', '.join(CHECKPOINT_SUFFIXES)})")
+        args.checkpoint = args.checkpoint.resolve()
+    return args
 
 
 def load_api_prompt(path: Path) -> dict:
     """An API-format prompt from a file, checked for size and shape; nothing in it is evaluated."""
     if path.stat().st_size > MAX_WORKFLOW_BYTES:
-        raise SystemExit(f"{path}: larger than {MAX_WORKFLOW_BYTES} bytes; not a workflow this job runs.")
+        raise UsageError(f"{path}: larger than {MAX_WORKFLOW_BYTES} bytes; not a workflow this job runs")
     prompt = json.loads(path.read_text())
     well_formed = isinstance(prompt, dict) and 0 < len(prompt) <= MAX_NODES and all(
         isinstance(node, dict) and isinstance(node.get("class_type"), str) and isinstance(node.get("inputs"), dict)
         for node in prompt.values())
     if not well_formed:
-        raise SystemExit(f"{path}: not an API-format prompt ({{id: {{class_type, inputs}}}}, at most {MAX_NODES} nodes); "
-                         "re-export it with scripts/build_workflows.py.")
+        raise UsageError(f"{path}: not an API-format prompt ({{id: {{class_type, inputs}}}}, at most {MAX_NODES} "
+                         "nodes); re-export it with scripts/build_workflows.py")
     return prompt
 
 
-def node_of(prompt: dict, class_type: str) -> tuple[str, dict]:
-    """The one node of ``class_type`` (id, inputs)."""
-    matches = [(node_id, node["inputs"]) for node_id, node in prompt.items() if node["class_type"] == class_type]
-    if len(matches) != 1:
-        raise SystemExit(f"{WORKFLOW}: expected one {class_type} node, found {len(matches)}.")
-    return matches[0]
+def nodes_of(prompt: dict, class_types: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """(id, node) of every node of these types, in id order."""
+    return [(node_id, node) for node_id, node in prompt.items() if node["class_type"] in class_types]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, help="discs to draw, 1 to 3 (the demo model's prompt)")
-    parser.add_argument("--seed", type=int, help="noise seed (stage r uses seed + r)")
-    parser.add_argument("--steps", type=int, help="steps of the base stage")
-    parser.add_argument("--size", type=int, help="final side in pixels (the demo model's native side is 32)")
-    args = parser.parse_args()
+def set_input(prompt: dict, workflow: str, option: str, class_types: tuple[str, ...], name: str, value,
+              title: Optional[str] = None) -> None:
+    """Set ``name`` on every node of ``class_types`` (titled ``title``) where it is a value, not a link."""
+    targets = [node for _, node in nodes_of(prompt, class_types)
+               if name in node["inputs"] and not isinstance(node["inputs"][name], list)
+               and (title is None or node.get("_meta", {}).get("title") == title)]
+    if not targets:
+        raise UsageError(f"{option} does not apply to workflow {workflow}: it has no "
+                         f"{' or '.join(class_types)}{f' titled {title}' if title else ''} with a {name} value")
+    for node in targets:
+        node["inputs"][name] = value
 
-    prompt = load_api_prompt(WORKFLOW)
-    sampler_id, _ = node_of(prompt, "SelfCascadeKSampler")
-    save_id, _ = node_of(prompt, "SaveImage")
-    for class_type, name, value in (("SelfCascadeDemoModel", "count", args.count), ("SelfCascadeKSampler", "seed", args.seed),
-                                    ("SelfCascadeKSampler", "steps", args.steps),
-                                    ("SelfCascadeBaseLatent", "target_width", args.size),
-                                    ("SelfCascadeBaseLatent", "target_height", args.size)):
+
+def apply_options(prompt: dict, args: argparse.Namespace) -> None:
+    workflow = args.workflow
+    if args.checkpoint is not None:
+        set_input(prompt, workflow, "--checkpoint", ("CheckpointLoaderSimple",), "ckpt_name", args.checkpoint.name)
+    for option, title, text in (("--prompt", "Positive", args.prompt), ("--negative", "Negative", args.negative)):
+        if text is not None:
+            set_input(prompt, workflow, option, ("CLIPTextEncode",), "text", text, title=title)
+    if args.target is not None:
+        sized = "SelfCascadeBaseLatent" if nodes_of(prompt, ("SelfCascadeBaseLatent",)) else "SelfCascadeKSampler"
+        for name, side in zip(("target_width", "target_height"), args.target):
+            set_input(prompt, workflow, "--target", (sized,), name, side)
+    for option, class_types, name, value in (("--count", ("SelfCascadeDemoModel",), "count", args.count),
+                                             ("--seed", ("SelfCascadeKSampler", "KSampler"), "seed", args.seed),
+                                             ("--steps", ("SelfCascadeKSampler", "KSampler", "SelfCascadePivotReschedule"),
+                                              "steps", args.steps)):
         if value is not None:
-            node_of(prompt, class_type)[1][name] = value
+            set_input(prompt, workflow, option, class_types, name, value)
 
-    with tempfile.TemporaryDirectory(prefix="selfcascade-main-") as workdir:
-        server = ComfyServer.for_checkout(Path(workdir), output_dir=OUTPUT_DIR, cpu=not torch.cuda.is_available())
-        print(f"starting ComfyUI (log: {server.log_path})", flush=True)
+
+def server_for(workdir: Path, args: argparse.Namespace) -> ComfyServer:
+    """This pack and no other custom nodes (a user's ComfyUI may hold many), on the GPU when there is one."""
+    model_paths = {"checkpoints": str(args.checkpoint.parent)} if args.checkpoint else {}
+    options = {"output_dir": args.output, "cpu": not torch.cuda.is_available(), "model_paths": model_paths}
+    host_custom_nodes = find_comfyui() / "custom_nodes"
+    if REPO.parent.resolve() == host_custom_nodes.resolve():  # installed there: the host loads it itself
+        (workdir / "custom_nodes").mkdir(exist_ok=True)
+        return ComfyServer(workdir / "custom_nodes", workdir, extra_args=(
+            "--disable-all-custom-nodes", "--whitelist-custom-nodes", REPO.name), **options)
+    return ComfyServer.for_checkout(workdir, extra_args=("--disable-all-custom-nodes", "--whitelist-custom-nodes",
+                                                         PACK_NAME), **options)
+
+
+def failure_line(error: BaseException) -> str:
+    if isinstance(error, PromptRejected):
+        details = "; ".join(line.strip() for line in error.lines[1:]) or error.lines[0]
+        return f"ComfyUI rejected the prompt: {details}"
+    if isinstance(error, ExecutionFailed):
+        return f"the prompt failed in {error.error.summary()}"
+    return str(error).splitlines()[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    workflow_path = API_WORKFLOWS / f"{args.workflow}.json"
+    prompt = load_api_prompt(workflow_path)
+    apply_options(prompt, args)
+    workdir = Path(tempfile.mkdtemp(prefix="selfcascade-main-"))
+    server = server_for(workdir, args)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(f"starting ComfyUI {server.comfyui} on {device}", flush=True)
+    try:
         with server:
-            print(f"ComfyUI is up at {server.url}; queueing {WORKFLOW.relative_to(REPO)}", flush=True)
-            try:
-                with ComfyClient(server.url) as client:
-                    result = client.run(prompt)
-            except AssertionError:
-                print(server.log_tail(), file=sys.stderr)
-                raise
-    print(result.text(sampler_id))
-    saved = result.files(save_id, "images")[0]
-    print(f"image: {OUTPUT_DIR / saved['subfolder'] / saved['filename']}")
+            print(f"ComfyUI is up at {server.url}; queueing {workflow_path.relative_to(REPO)}", flush=True)
+            with ComfyClient(server.url, timeout_s=RUN_TIMEOUT_S) as client:
+                result = client.run(prompt)
+    except (ComfyError, TimeoutError, requests.RequestException, websocket.WebSocketException) as error:
+        print(f"main_job: {failure_line(error)} (server log kept: {server.log_path})", file=sys.stderr)
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
+    for sampler_id, _ in nodes_of(prompt, ("SelfCascadeKSampler",)):
+        print(result.text(sampler_id))
+    for save_id, _ in nodes_of(prompt, SAVERS):
+        for kind, entries in result.outputs.get(save_id, {}).items():
+            for saved in entries if isinstance(entries, list) else []:
+                if isinstance(saved, dict) and "filename" in saved:
+                    print(f"{'image' if kind == 'images' else kind}: "
+                          f"{server.output_dir / saved.get('subfolder', '') / saved['filename']}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        return run(arguments(argv))
+    except UsageError as error:
+        print(f"main_job: {error} (see --help)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
