@@ -1,60 +1,145 @@
-// Self-Cascade web extension: the Self-Cascade KSampler shows its stage plan (sizes, steps per stage,
-// K) while you edit it, warns before queueing settings the planner rejects, and shows the per-stage
-// report of its last run. The plan comes from the one Python planner through GET /selfcascade/plan
-// (nodes/routes.py); nothing about stages is computed here.
-import { app } from "../../scripts/app.js";
-import { api } from "../../scripts/api.js";
+// Self-Cascade web extension: a Self-Cascade KSampler shows its stage plan (sizes, steps per stage,
+// K) while you edit, warns before queueing settings the planner rejects, and shows the per-stage
+// report of its last run, also inside subgraphs. The plan comes from the one Python planner through
+// GET /selfcascade/plan (nodes/routes.py), the size multiple of the connected model's family from
+// GET /selfcascade/family; nothing about stages or families is computed here.
+//
+// No timers poll the graph: a change anywhere (a widget, a link, a node added or removed, a workflow
+// loaded, any edit the frontend's change tracker sees) schedules one debounced refresh, and each
+// panel asks the route only when its query changed.
+const { app } = window.comfyAPI.app;
+const { api } = window.comfyAPI.api;
 
-const SAMPLER = "SelfCascadeKSampler";
-const BASE_LATENT = "SelfCascadeBaseLatent";
 const PANEL = "cascade_plan";
-// the sampler's settings the plan depends on, sent to the route under the same names
-const PLAN_SETTINGS = ["scale_by", "target_width", "target_height", "k", "later_k", "steps", "scheduler", "stage_steps"];
+// Nodes that get a plan panel: the settings the plan depends on (sent to the route under the same
+// names), the input whose latent sets the base size and the input that carries the model.
+const PANEL_NODES = {
+  SelfCascadeKSampler: {
+    settings: ["scale_by", "target_width", "target_height", "k", "later_k", "steps", "scheduler", "stage_steps"],
+    latent: "latent_image",
+    model: "model",
+  },
+};
 // empty-latent nodes whose width/height widgets are the base size in pixels
 const SIZED_LATENTS = ["EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"];
-// settings can change anywhere upstream (a latent's width, a linked primitive); a cheap check of
-// each sampler's query finds that without hooking every node type
-const REFRESH_MS = 250;
+const BASE_LATENT = "SelfCascadeBaseLatent";
+// loaders the family route knows: node type -> the widget naming the file (null: the node has none)
+const FAMILY_LOADERS = { CheckpointLoaderSimple: "ckpt_name", UNETLoader: "unet_name", SelfCascadeDemoModel: null };
+const ASSUMED_MULTIPLE = 8;
+const BYPASS = 4; // LiteGraph's mode of a bypassed node
+const MAX_HOPS = 64; // bound on every upstream walk (links can loop through bypassed or virtual nodes)
+const DEBOUNCE_MS = 150;
 
-// The value feeding a sampler input: its widget, or the widget behind a link (a node whose widget
-// is named like the linked output, e.g. Self-Cascade Base Latent's target_width, or a primitive's value).
-function settingValue(node, name) {
-  const index = node.inputs?.findIndex((input) => input.name === name) ?? -1;
-  const origin = index >= 0 ? node.getInputNode(index) : null;
-  if (!origin) return node.widgets?.find((w) => w.name === name)?.value;
-  const outputName = origin.outputs?.[node.getInputLink(index).origin_slot]?.name;
-  return (origin.widgets?.find((w) => w.name === outputName) ?? origin.widgets?.find((w) => w.name === "value"))?.value;
+// ---- where a value comes from, across reroutes, bypassed nodes and subgraph boundaries ----------
+// `path` lists the subgraph nodes from the root graph down to the graph that holds `node`.
+
+// The origin of input `slot`: {node, slot, path} of an output, {value} of a subgraph node's own
+// widget, or null when nothing is connected.
+function source(node, slot, path, hops = 0) {
+  const linkId = node.inputs?.[slot]?.link;
+  const link = linkId == null || hops > MAX_HOPS ? null : node.graph.getLink(linkId);
+  if (!link) return null;
+  if (link.originIsIoNode) { // a subgraph input: continue outside, on the subgraph node
+    const outer = path.at(-1);
+    const outerInput = outer?.inputs[link.origin_slot];
+    if (!outerInput) return null;
+    if (outerInput.link == null) {
+      const widget = outer.getWidgetFromSlot(outerInput);
+      return widget ? { value: widget.value } : null;
+    }
+    return source(outer, link.origin_slot, path.slice(0, -1), hops + 1);
+  }
+  return origin(node.graph.getNodeById(link.origin_id), link.origin_slot, path, hops + 1);
 }
 
-// Base size from the latent's node when it says so; otherwise a sentence for the panel.
-function baseSize(node) {
-  const index = node.inputs.findIndex((input) => input.name === "latent_image");
-  const latent = node.getInputNode(index);
+// The node that really produces output `slot` of `node` (what the prompt will use).
+function origin(node, slot, path, hops) {
+  if (!node || hops > MAX_HOPS) return null;
+  if (node.mode === BYPASS) {
+    const through = node.inputs?.findIndex((input) => input.type === node.outputs[slot]?.type) ?? -1;
+    return through >= 0 ? source(node, through, path, hops + 1) : null;
+  }
+  if (node.isSubgraphNode?.()) { // into the subgraph, to what feeds its output
+    const linkId = node.subgraph.outputs[slot]?.linkIds[0];
+    const link = linkId == null ? null : node.subgraph.getLink(linkId);
+    if (!link) return null;
+    if (link.originIsIoNode) return source(node, link.origin_slot, path, hops + 1);
+    return origin(node.subgraph.getNodeById(link.origin_id), link.origin_slot, [...path, node], hops + 1);
+  }
+  if (node.isVirtualNode && node.inputs?.[0]?.link != null) return source(node, 0, path, hops + 1); // reroute
+  return { node, slot, path };
+}
+
+// The value feeding input `name`: the node's own widget, or the widget behind a link (a node whose
+// widget is named like the linked output, e.g. Self-Cascade Base Latent's target_width, or a
+// primitive's value), followed as far as it is linked.
+function settingValue(node, name, path, hops = 0) {
+  const slot = node.inputs?.findIndex((input) => input.name === name) ?? -1;
+  const from = slot >= 0 && hops <= MAX_HOPS ? source(node, slot, path) : null;
+  if (!from) return node.widgets?.find((w) => w.name === name)?.value;
+  if ("value" in from) return from.value;
+  const outputName = from.node.outputs?.[from.slot]?.name;
+  if (from.node.widgets?.some((w) => w.name === outputName)) return settingValue(from.node, outputName, from.path, hops + 1);
+  return from.node.widgets?.find((w) => w.name === "value")?.value;
+}
+
+// Base size from the latent's node when it says so; otherwise a phrase for the panel.
+function baseSize(node, spec, path) {
+  const slot = node.inputs?.findIndex((input) => input.name === spec.latent) ?? -1;
+  const from = slot >= 0 ? source(node, slot, path) : null;
+  const latent = from?.node;
   if (latent && SIZED_LATENTS.includes(latent.type)) {
-    const size = (name) => latent.widgets.find((w) => w.name === name)?.value;
-    return { width: size("width"), height: size("height") };
+    return { width: settingValue(latent, "width", from.path), height: settingValue(latent, "height", from.path) };
   }
   if (latent?.type === BASE_LATENT) return { from: "the model's native size" };
   return { from: "the latent's size" };
 }
 
-function planQuery(node) {
-  const base = baseSize(node);
-  const query = new URLSearchParams();
-  if (base.width && base.height) {
-    query.set("base_width", base.width);
-    query.set("base_height", base.height);
+// The loader behind the model input, through MODEL pass-through nodes (LoRA loaders, ModelSampling*,
+// model patches: each followed by its MODEL input): {loader, file}, or null when none is known.
+function modelLoader(node, spec, path) {
+  let [current, currentPath] = [node, path];
+  let slot = current.inputs?.findIndex((input) => input.name === spec.model) ?? -1;
+  for (let hop = 0; hop < MAX_HOPS && slot >= 0; hop++) {
+    const from = source(current, slot, currentPath);
+    if (!from?.node) return null;
+    if (from.node.type in FAMILY_LOADERS) {
+      const fileWidget = FAMILY_LOADERS[from.node.type];
+      return { loader: from.node.type, file: fileWidget ? settingValue(from.node, fileWidget, from.path) : null };
+    }
+    [current, currentPath] = [from.node, from.path];
+    slot = current.inputs?.findIndex((input) => input.type === "MODEL") ?? -1;
   }
-  for (const name of PLAN_SETTINGS) {
-    const value = settingValue(node, name);
-    if (value !== undefined && value !== null) query.set(name, value);
-  }
-  return { query: query.toString(), baseFrom: base.from };
+  return null;
 }
 
-function planText(answer, baseFrom) {
+// ---- the model's family, asked once per (loader, file) ------------------------------------------
+
+const families = new Map(); // "loader|file" -> Promise of the route's answer, null when not known
+
+function familyOf(loader) {
+  if (!loader || (FAMILY_LOADERS[loader.loader] && !loader.file)) return Promise.resolve(null);
+  const key = `${loader.loader}|${loader.file ?? ""}`;
+  if (!families.has(key)) {
+    const query = new URLSearchParams({ loader: loader.loader, ...(loader.file ? { file: loader.file } : {}) });
+    families.set(key, api.fetchApi(`/selfcascade/family?${query}`)
+      .then(async (response) => { // a missing route (older server) or an error: not known
+        const answer = response.ok ? await response.json() : null;
+        return answer?.known && answer.size_multiple > 0 ? answer : null;
+      })
+      .catch(() => {
+        families.delete(key); // the server was unreachable: ask again at the next change
+        return null;
+      }));
+  }
+  return families.get(key);
+}
+
+// ---- the panel ----------------------------------------------------------------------------------
+
+function planText(answer, baseFrom, family, notes) {
   if (answer.error) return `⚠ ${answer.error}`;
-  const lines = ["Plan:"];
+  const lines = [family ? `Plan (${family.family}, sizes in multiples of ${family.size_multiple} px):` : "Plan:"];
   if (answer.stages) {
     answer.stages.forEach((stage, index) => lines.push(index === 0
       ? `  base     ${stage.width}x${stage.height}  ${stage.steps} steps`
@@ -64,10 +149,10 @@ function planText(answer, baseFrom) {
     answer.high_res.forEach((stage, index) => lines.push(
       `  ${index === 0 ? "stage 1" : "later stages"}  K ${stage.k.toFixed(2)}  ${stage.steps} steps`));
   }
-  return [...lines, ...answer.notes.map((note) => `  note: ${note}`)].join("\n");
+  return [...lines, ...[...answer.notes, ...notes].map((note) => `  note: ${note}`)].join("\n");
 }
 
-function addPanel(node) {
+function addPanel(node, spec) {
   const element = document.createElement("div");
   element.className = "selfcascade-panel";
   Object.assign(element.style, {
@@ -78,28 +163,49 @@ function addPanel(node) {
   const report = element.appendChild(document.createElement("div"));
   report.style.marginTop = "6px";
 
-  const state = { query: null, error: null };
+  // key: the query shown or being asked; latest, asked: the newest refresh and plan request (older ones give way)
+  const state = { key: null, error: null, latest: 0, asked: 0 };
   const panel = node.addDOMWidget(PANEL, "selfcascade-plan", element, {
-    serialize: false, // shown, never saved nor sent: the route and the run fill it
+    serialize: false, // shown, never saved nor sent: the routes and the run fill it
     getValue: () => [plan.textContent, report.textContent].filter(Boolean).join("\n"),
     setValue: () => {},
     getMinHeight: () => 180,
   });
   panel.serialize = false;
 
-  panel.refresh = async () => {
-    const { query, baseFrom } = planQuery(node);
-    if (query === state.query) return;
-    state.query = query;
+  // `path`: the subgraph nodes leading to this node's graph; `uses`: how many such paths exist
+  panel.refresh = async (path, uses) => {
+    const ticket = ++state.latest;
+    const base = baseSize(node, spec, path);
+    const family = await familyOf(modelLoader(node, spec, path));
+    if (ticket !== state.latest) return;
+    const query = new URLSearchParams();
+    if (base.width && base.height) {
+      query.set("base_width", base.width);
+      query.set("base_height", base.height);
+    }
+    for (const name of spec.settings) {
+      const value = settingValue(node, name, path);
+      if (value !== undefined && value !== null) query.set(name, value);
+    }
+    query.set("multiple", family?.size_multiple ?? ASSUMED_MULTIPLE);
+    const notes = [];
+    if (!family) notes.push(`the model's family is not known here: sizes planned in multiples of ${ASSUMED_MULTIPLE} px `
+      + "(Flux, SD3 and Wan use 16; the run rounds to the model's own)");
+    if (uses > 1) notes.push(`planned with the values of the first of the ${uses} uses of this subgraph`);
+    const key = `${query}|${notes.join("|")}`;
+    if (key === state.key) return;
+    state.key = key;
+    const request = ++state.asked;
     let answer;
     try {
       answer = await (await api.fetchApi(`/selfcascade/plan?${query}`)).json();
     } catch (error) {
-      answer = { error: `no plan from the server (${error.message}); it is checked again when a setting changes` };
+      answer = { error: `no plan from the server (${error.message}); it is asked again when a setting changes` };
     }
-    if (state.query !== query) return; // the settings changed while this answer was on its way
+    if (request !== state.asked) return; // the settings changed while this answer was on its way
     state.error = answer.error ?? null;
-    plan.textContent = planText(answer, baseFrom);
+    plan.textContent = planText(answer, base.from, family, notes);
     element.title = answer.schedule ?? "";
   };
 
@@ -118,15 +224,60 @@ function addPanel(node) {
   return panel;
 }
 
+// ---- refreshing: every panel node of the root graph and of every subgraph in use ----------------
+
+// Each graph in use with the subgraph-node paths that lead to it from the root graph.
+function graphsInUse(root) {
+  const uses = new Map([[root, [[]]]]);
+  const visit = (graph, path) => {
+    if (path.length > MAX_HOPS) return;
+    for (const node of graph.nodes) {
+      if (!node.isSubgraphNode?.()) continue;
+      const innerPath = [...path, node];
+      if (!uses.has(node.subgraph)) uses.set(node.subgraph, []);
+      uses.get(node.subgraph).push(innerPath);
+      visit(node.subgraph, innerPath);
+    }
+  };
+  visit(root, []);
+  return uses;
+}
+
+function refreshAll() {
+  if (!app.graph) return;
+  for (const [graph, paths] of graphsInUse(app.graph)) {
+    for (const node of graph.nodes) {
+      if (node.type in PANEL_NODES) node.widgets?.find((w) => w.name === PANEL)?.refresh(paths[0], paths.length);
+    }
+  }
+}
+
+let scheduled = null;
+function scheduleRefresh() {
+  clearTimeout(scheduled);
+  scheduled = setTimeout(refreshAll, DEBOUNCE_MS);
+}
+
+// Call `scheduleRefresh` after the node's own `method` (widget, link and removal changes).
+function refreshAfter(node, method) {
+  const own = node[method];
+  node[method] = function (...args) {
+    const result = own?.apply(this, args);
+    scheduleRefresh();
+    return result;
+  };
+}
+
 app.registerExtension({
   name: "selfcascade.plan",
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== SAMPLER) return;
+    const spec = PANEL_NODES[nodeData.name];
+    if (!spec) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
-      addPanel(this);
+      addPanel(this, spec);
       return result;
     };
     const onExecuted = nodeType.prototype.onExecuted;
@@ -136,11 +287,17 @@ app.registerExtension({
     };
   },
 
+  // every node, inside subgraphs too: a setting can come from anywhere upstream
+  nodeCreated(node) {
+    for (const method of ["onWidgetChanged", "onConnectionsChange", "onRemoved"]) refreshAfter(node, method);
+    scheduleRefresh();
+  },
+
+  afterConfigureGraph() {
+    scheduleRefresh();
+  },
+
   async setup() {
-    setInterval(() => {
-      for (const node of app.graph?.nodes ?? []) {
-        if (node.type === SAMPLER) node.widgets?.find((w) => w.name === PANEL)?.refresh();
-      }
-    }, REFRESH_MS);
+    api.addEventListener("graphChanged", scheduleRefresh); // any edit the change tracker records
   },
 });

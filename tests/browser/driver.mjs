@@ -4,6 +4,7 @@
 // {"ok": false, "error": "..."}. Ops: open {url}, evaluate {js, arg} (js is a function's source,
 // called with arg in the page), screenshot {path, clip?, quality?}, problems (console errors and page
 // errors since the last call), close. Debian's Chromium; playwright-core never downloads a browser.
+// Every page records the stack of each setInterval call (window.selfcascadeIntervals).
 import { createInterface } from "node:readline";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -34,7 +35,17 @@ async function open({ url }) {
   });
   // the page looks up releases and node packs online; nothing outside this machine is reachable
   await context.route(/api\.comfy\.org/, (route) => route.abort());
-  await context.addInitScript(() => localStorage.setItem("vueNodesBannerDismissed", "true"));
+  await context.addInitScript(() => {
+    localStorage.setItem("vueNodesBannerDismissed", "true");
+    performance.setResourceTimingBufferSize(100000); // every resource the page loads (page.js loadedResources)
+    // record who sets up repeating timers (the extension must not poll): page.js intervalStacks()
+    window.selfcascadeIntervals = [];
+    const setInterval = window.setInterval;
+    window.setInterval = function (...args) {
+      window.selfcascadeIntervals.push(new Error().stack ?? "");
+      return setInterval.apply(this, args);
+    };
+  });
   page = context.pages()[0] ?? (await context.newPage());
   page.on("console", (message) => message.type() === "error"
     && record(`console: ${message.text()} (${message.location().url})`));

@@ -13,6 +13,12 @@
     return node;
   }
 
+  function innerNode(subgraphNodeId, id) {
+    const node = nodeById(subgraphNodeId).subgraph?.getNodeById(Number(id));
+    if (!node) throw new Error(`no node ${id} inside subgraph node ${subgraphNodeId}`);
+    return node;
+  }
+
   function widget(node, name) {
     const found = node.widgets?.find((w) => w.name === name);
     if (!found) throw new Error(`${node.type} #${node.id} has no widget '${name}'`);
@@ -130,10 +136,16 @@
       await app.queuePrompt(0, 1);
     },
 
-    setWidget(id, name, value) {
-      const w = widget(nodeById(id), name);
-      w.value = value;
-      w.callback?.(value, app.canvas, nodeById(id));
+    // Set a widget as the canvas does when a user edits it (value, callback, node.onWidgetChanged).
+    setWidget(id, name, value, subgraphNodeId) {
+      const node = subgraphNodeId === undefined ? nodeById(id) : innerNode(subgraphNodeId, id);
+      const w = widget(node, name);
+      if (w.setValue) {
+        w.setValue(value, { node, canvas: app.canvas });
+      } else {
+        w.value = value;
+        w.callback?.(value, app.canvas, node);
+      }
     },
 
     widgetValue(id, name) {
@@ -142,6 +154,51 @@
 
     nodeIdsOfType(type) {
       return app.graph.nodes.filter((n) => n.type === type).map((n) => n.id);
+    },
+
+    // Select the nodes and run the frontend's "Convert to Subgraph" command; the new subgraph node's id.
+    async toSubgraph(ids) {
+      app.canvas.deselectAll();
+      for (const id of ids) app.canvas.select(nodeById(id));
+      await app.extensionManager.command.execute("Comfy.Graph.ConvertToSubgraph");
+      const created = app.graph.nodes.filter((n) => n.isSubgraphNode?.());
+      if (created.length !== 1) throw new Error(`expected one subgraph node, found ${created.length}`);
+      return created[0].id;
+    },
+
+    // Ids of the nodes of a type inside the subgraph of subgraph node `subgraphNodeId`.
+    innerNodeIdsOfType(subgraphNodeId, type) {
+      return nodeById(subgraphNodeId).subgraph.nodes.filter((n) => n.type === type).map((n) => n.id);
+    },
+
+    innerWidgetValue(subgraphNodeId, id, name) {
+      return widget(innerNode(subgraphNodeId, id), name).value;
+    },
+
+    // Watch what the page asks the server through the frontend's api (the server still answers).
+    watchRequests() {
+      if (!api.fetchApi.selfcascadeWatched) {
+        const fetchApi = api.fetchApi.bind(api);
+        api.fetchApi = Object.assign((route, options) => {
+          window.selfcascadeRequests.push(route);
+          return fetchApi(route, options);
+        }, { selfcascadeWatched: true });
+      }
+      window.selfcascadeRequests = [];
+    },
+
+    requests() {
+      return window.selfcascadeRequests;
+    },
+
+    // Stacks of every setInterval the page set up (recorded from the start by driver.mjs).
+    intervalStacks() {
+      return window.selfcascadeIntervals ?? null;
+    },
+
+    // URLs of every script, style and fetch the page loaded.
+    loadedResources() {
+      return performance.getEntriesByType("resource").map((entry) => entry.name);
     },
 
     toasts() {

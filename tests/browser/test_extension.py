@@ -1,12 +1,18 @@
-"""The web extension in the real frontend: live plan, warning before queueing, in-app help."""
+"""The web extension in the real frontend: live plan (inside subgraphs too), warning before queueing, in-app help."""
 from __future__ import annotations
 
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import requests
+from harness import PACK_NAME, ComfyClient
+
+from test_workflows import wait_for_history
+from tiny_swap import TinyRun, to_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -14,14 +20,18 @@ from build_node_docs import DOCS, pages  # noqa: E402
 
 PANEL = "cascade_plan"
 SD15 = REPO / "workflows" / "sd15_512_to_2048_tuning_free.json"
+UNKNOWN_FAMILY = "the model's family is not known here: sizes planned in multiples of 8 px"
 
 
-def panel_when(page, node_id: int, shows: str, lacks: str = "\0", timeout_s: float = 10) -> str:
-    """The sampler's panel text once it shows ``shows`` and not ``lacks`` (plans are fetched asynchronously)."""
+def panel_when(page, node_id: int, shows: str, lacks: str = "\0", timeout_s: float = 10,
+               subgraph_node: int | None = None) -> str:
+    """The sampler's panel text once it shows ``shows`` and not ``lacks`` (plans are fetched asynchronously);
+    ``subgraph_node``: the sampler is node ``node_id`` inside that subgraph node's subgraph."""
     deadline = time.monotonic() + timeout_s
     text = ""
     while time.monotonic() < deadline:
-        text = page.helper("widgetValue", node_id, PANEL)
+        text = (page.helper("widgetValue", node_id, PANEL) if subgraph_node is None
+                else page.helper("innerWidgetValue", subgraph_node, node_id, PANEL))
         if shows in text and lacks not in text:
             return text
         time.sleep(0.1)
@@ -120,3 +130,67 @@ def test_help_pages_are_current_and_shown_in_the_app(page, browser_server):
         return !document.querySelector(".node-help-content");
     }""")
     assert closed, "the help panel stayed open"
+
+
+def test_extension_imports_through_window_comfyapi_and_sets_no_polling_timer(page):
+    page.helper("load", json.loads(SD15.read_text()), SD15.name)
+    panel_when(page, page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0], "stage 2")
+    legacy = [url for url in page.helper("loadedResources") if urlparse(url).path in ("/scripts/app.js", "/scripts/api.js")]
+    assert legacy == [], "the extension imports the legacy script shims"
+    stacks = page.helper("intervalStacks")
+    assert stacks is not None, "the driver's timer recorder is not installed"
+    assert [stack for stack in stacks if f"/extensions/{PACK_NAME}/" in stack] == [], "the extension polls with a timer"
+
+
+def test_a_sampler_inside_a_subgraph_plans_with_values_from_outside_and_shows_its_run(page, browser_server):
+    page.helper("load", json.loads(SD15.read_text()), SD15.name)
+    latent = page.helper("nodeIdsOfType", "EmptyLatentImage")[0]
+    subgraph = page.helper("toSubgraph", page.helper("nodeIdsOfType", "SelfCascadeKSampler"))
+    (sampler,) = page.helper("innerNodeIdsOfType", subgraph, "SelfCascadeKSampler")
+
+    plan = panel_when(page, sampler, "stage 2", subgraph_node=subgraph)  # latent and model come in from outside
+    assert "base     512x512  50 steps" in plan and "stage 2  2048x2048  K 0.70  35 steps" in plan
+
+    page.helper("setWidget", latent, "width", 768)  # outside the subgraph
+    plan = panel_when(page, sampler, "base     768x512", subgraph_node=subgraph)
+    assert "stage 1  1536x1024  K 0.70  35 steps" in plan
+    page.helper("setWidget", sampler, "scale_by", 2.0, subgraph)  # inside it
+    panel_when(page, sampler, "stage 1  1536x1024", lacks="stage 2", subgraph_node=subgraph)
+
+    exported = page.helper("exportPrompt")
+    tiny = to_tiny(exported["output"], TinyRun("sd15", base=(64, 64), expect=(128, 128)))
+    assert f"{subgraph}:{sampler}" in tiny  # the frontend flattens the subgraph; ids keep the path
+    with ComfyClient(browser_server.url) as client:
+        wait_for_history(client, page.helper("queue", tiny, exported["workflow"]))
+    report = panel_when(page, sampler, "Last run:", subgraph_node=subgraph, timeout_s=30)
+    assert "stage 1: 128x128" in report
+
+
+def test_the_model_is_traced_to_its_loader_through_patches_and_subgraphs_and_asked_for_once(page):
+    checkpoint = f"family_walk_{uuid.uuid4().hex[:8]}.safetensors"  # unknown to the server: family not known
+    page.helper("watchRequests")
+    page.helper("build", {"nodes": [
+        {"key": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": checkpoint}},
+        {"key": "lora", "type": "LoraLoader", "links": {"model": ["ckpt", "MODEL"], "clip": ["ckpt", "CLIP"]}},
+        {"key": "shift", "type": "ModelSamplingSD3", "links": {"model": ["lora", "MODEL"]}},
+        {"key": "text", "type": "CLIPTextEncode", "links": {"clip": ["lora", "CLIP"]}},
+        {"key": "latent", "type": "EmptyLatentImage", "widgets": {"width": 1024, "height": 1024}},
+        {"key": "sampler", "type": "SelfCascadeKSampler", "widgets": {"steps": 20},
+         "links": {"model": ["shift", "MODEL"], "positive": ["text", 0], "negative": ["text", 0],
+                   "latent_image": ["latent", 0]}},
+    ]})
+    outer_ids = {page.helper("nodeIdsOfType", kind)[0] for kind in ("ModelSamplingSD3", "SelfCascadeKSampler")}
+    subgraph = page.helper("toSubgraph", sorted(outer_ids))  # the model now reaches the sampler through it
+    (sampler,) = page.helper("innerNodeIdsOfType", subgraph, "SelfCascadeKSampler")
+
+    plan = panel_when(page, sampler, UNKNOWN_FAMILY, subgraph_node=subgraph)
+    assert "stage 1  2048x2048" in plan
+    for steps in (21, 22):
+        page.helper("setWidget", sampler, "steps", steps, subgraph)
+        panel_when(page, sampler, f"{steps} steps", subgraph_node=subgraph)
+
+    asked = [parse_qs(urlparse(route).query) for route in page.helper("requests")]
+    family = [query for route, query in zip(page.helper("requests"), asked) if route.startswith("/selfcascade/family")]
+    assert family == [{"loader": ["CheckpointLoaderSimple"], "file": [checkpoint]}], family  # once, cached
+    plans = [query for route, query in zip(page.helper("requests"), asked) if route.startswith("/selfcascade/plan")]
+    assert plans and all(query["multiple"] == ["8"] for query in plans)
