@@ -102,6 +102,19 @@ def training_throughput() -> str:
             f"{', '.join(parts)}.\n")
 
 
+# what the first command costs
+
+@block("provisioning")
+def provisioning() -> str:
+    run = load(RESULTS / "provisioning.json")
+    cache = "an empty pip cache" if run["pip_cache_bytes_before"] == 0 else "a warm pip cache"
+    return (f"The first run of either command provisions a ComfyUI 0.3.75 test host into `.host/` (git-ignored; "
+            f"`scripts/provision_host.py`): about {round(run['seconds'] / 60)} minutes and "
+            f"{run['host_bytes'] / 1e9:.1f} GB here ({run['seconds']:.0f} s, {run['host_bytes'] / 1e9:.2f} GB with "
+            f"{cache}, {run['machine']}, Python {run['python']}, {run['date']}; `{run['measured_by']}`). "
+            "Later runs reuse it.\n")
+
+
 def render(text: str) -> str:
     """``text`` with every generated block re-rendered; an unknown block name is an error."""
     def replace(match: re.Match) -> str:
