@@ -31,7 +31,7 @@ import torch
 import websocket
 
 from _bootstrap import find_comfyui
-from comfy_headless import PACK_NAME, REPO, ComfyClient, ComfyError, ComfyServer, PromptRejected, ExecutionFailed
+from comfy_headless import PACK_NAME, REPO, ComfyClient, ComfyError, ComfyServer, ExecutionFailed, PromptRejected
 
 OUTPUT_DIR = REPO / "output"
 API_WORKFLOWS = REPO / "workflows" / "api"
@@ -41,7 +41,6 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", "
 MAX_WORKFLOW_BYTES = 1 << 20
 MAX_NODES = 500
 RUN_TIMEOUT_S = 6 * 3600  # a 4096 px cascade of a full-size model on a small GPU takes a while
-SAMPLERS = ("SelfCascadeKSampler", "KSampler", "SamplerCustom")
 SAVERS = ("SaveImage", "SaveAnimatedWEBP", "SaveLatent")
 
 
