@@ -24,7 +24,10 @@ const PANEL_NODES = {
 const SIZED_LATENTS = ["EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"];
 const BASE_LATENT = "SelfCascadeBaseLatent";
 // loaders the family route knows: node type -> the widget naming the file (null: the node has none)
-const FAMILY_LOADERS = { CheckpointLoaderSimple: "ckpt_name", UNETLoader: "unet_name", SelfCascadeDemoModel: null };
+const FAMILY_LOADERS = {
+  CheckpointLoaderSimple: "ckpt_name", ImageOnlyCheckpointLoader: "ckpt_name", unCLIPCheckpointLoader: "ckpt_name",
+  UNETLoader: "unet_name", SelfCascadeDemoModel: null,
+};
 const ASSUMED_MULTIPLE = 8;
 const BYPASS = 4; // LiteGraph's mode of a bypassed node
 const MAX_HOPS = 64; // bound on every upstream walk (links can loop through bypassed or virtual nodes)
