@@ -97,7 +97,7 @@ def test_every_workflow_has_a_tiny_run():
 
 
 def test_api_exports_are_what_the_frontend_exports_now(page):
-    """workflows/api/*.json (the main job queues one) cannot drift from their UI workflows."""
+    """workflows/api/*.json (what the main job queues) cannot drift from their UI workflows."""
     exports = sorted((REPO / "workflows" / "api").glob("*.json"))
     assert exports
     for path in exports:
