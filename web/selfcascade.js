@@ -172,7 +172,7 @@ function addPanel(node, spec) {
     serialize: false, // shown, never saved nor sent: the routes and the run fill it
     getValue: () => [plan.textContent, report.textContent].filter(Boolean).join("\n"),
     setValue: () => {},
-    getMinHeight: () => 180,
+    getMinHeight: () => 200,
   });
   panel.serialize = false;
 
@@ -193,8 +193,8 @@ function addPanel(node, spec) {
     }
     query.set("multiple", family?.size_multiple ?? ASSUMED_MULTIPLE);
     const notes = [];
-    if (!family) notes.push(`the model's family is not known here: sizes planned in multiples of ${ASSUMED_MULTIPLE} px `
-      + "(Flux, SD3 and Wan use 16; the run rounds to the model's own)");
+    if (!family) notes.push(`model family unknown here: planned in multiples of ${ASSUMED_MULTIPLE} px; `
+      + "the run uses the model's own (Flux, SD3, Wan: 16)");
     if (uses > 1) notes.push(`planned with the values of the first of the ${uses} uses of this subgraph`);
     const key = `${query}|${notes.join("|")}`;
     if (key === state.key) return;

@@ -20,7 +20,7 @@ from build_node_docs import DOCS, pages  # noqa: E402
 
 PANEL = "cascade_plan"
 SD15 = REPO / "workflows" / "sd15_512_to_2048_tuning_free.json"
-UNKNOWN_FAMILY = "the model's family is not known here: sizes planned in multiples of 8 px"
+UNKNOWN_FAMILY = "model family unknown here: planned in multiples of 8 px"
 
 
 def panel_when(page, node_id: int, shows: str, lacks: str = "\0", timeout_s: float = 10,
