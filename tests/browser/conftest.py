@@ -3,7 +3,8 @@
 The server is the test harness's (``tests/server/harness.py``): this checkout and the tiny test pack
 as its custom nodes, plus an ``upsampler_adapters`` folder holding one adapter made for the tiny
 SDXL model and two images in ``input/upsampler_training``, so the tuned and training workflows run
-too. ``page`` is the session's ``Frontend``; a test fails when the page logged an error (known
+too, and a ``checkpoints`` folder holding the tiny Flux model saved as a checkpoint
+(``TINY_FLUX_CHECKPOINT``), whose family the panel asks the family route for. ``page`` is the session's ``Frontend``; a test fails when the page logged an error (known
 frontend noise aside) while it ran. With
 ``SELFCASCADE_SCREENSHOTS=1`` the tests also refresh the committed pictures (see ``screenshots``).
 """
@@ -25,6 +26,7 @@ from frontend import Frontend  # noqa: E402
 from tiny_swap import TINY_ADAPTER  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+TINY_FLUX_CHECKPOINT = "tiny_flux.safetensors"
 
 def _tiny_adapter_folder(folder: Path) -> Path:
     from selfcascade.adapters.fileformat import save_adapter
@@ -33,6 +35,15 @@ def _tiny_adapter_folder(folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     save_adapter(folder / TINY_ADAPTER, new_adapter(build_model("sdxl")))
+    return folder
+
+
+def _checkpoint_folder(folder: Path) -> Path:
+    import comfy.sd
+    from tiny_pack.models import build_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    comfy.sd.save_checkpoint(str(folder / TINY_FLUX_CHECKPOINT), build_model("flux"))  # the host's own writer
     return folder
 
 
@@ -50,7 +61,9 @@ def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfySe
     workdir = tmp_path_factory.mktemp("browser")
     adapters = _tiny_adapter_folder(workdir / "upsampler_adapters")
     _training_images(workdir / "input" / "upsampler_training")
-    with ComfyServer.for_checkout(workdir, model_paths={"upsampler_adapters": str(adapters)}) as server:
+    checkpoints = _checkpoint_folder(workdir / "checkpoints")
+    with ComfyServer.for_checkout(workdir, model_paths={"upsampler_adapters": str(adapters),
+                                                        "checkpoints": str(checkpoints)}) as server:
         yield server
 
 

@@ -194,3 +194,23 @@ def test_the_model_is_traced_to_its_loader_through_patches_and_subgraphs_and_ask
     assert family == [{"loader": ["CheckpointLoaderSimple"], "file": [checkpoint]}], family  # once, cached
     plans = [query for route, query in zip(page.helper("requests"), asked) if route.startswith("/selfcascade/plan")]
     assert plans and all(query["multiple"] == ["8"] for query in plans)
+
+
+def test_a_flux_checkpoint_is_planned_in_its_familys_multiple_of_16(page):
+    from conftest import TINY_FLUX_CHECKPOINT
+
+    page.helper("watchRequests")
+    page.helper("build", {"nodes": [
+        {"key": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": TINY_FLUX_CHECKPOINT}},
+        {"key": "text", "type": "CLIPTextEncode", "links": {"clip": ["ckpt", "CLIP"]}},
+        {"key": "latent", "type": "EmptySD3LatentImage", "widgets": {"width": 512, "height": 512}},
+        {"key": "sampler", "type": "SelfCascadeKSampler", "widgets": {"target_width": 1000, "target_height": 1000},
+         "links": {"model": ["ckpt", "MODEL"], "positive": ["text", 0], "negative": ["text", 0],
+                   "latent_image": ["latent", 0]}},
+    ]})
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    plan = panel_when(page, sampler, "Plan (flux, sizes in multiples of 16 px):")
+    assert UNKNOWN_FAMILY not in plan
+    assert "stage 1  1008x1008" in plan or "stage 1  992x992" in plan, plan  # 1000 is no multiple of 16
+    plans = [parse_qs(urlparse(route).query) for route in page.helper("requests") if route.startswith("/selfcascade/plan")]
+    assert plans[-1]["multiple"] == ["16"]
