@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from harness import ComfyServer  # noqa: E402
 
 from frontend import Frontend  # noqa: E402
-from tiny_swap import TINY_ADAPTER  # noqa: E402
+from tiny_swap import TINY_ADAPTER, TINY_FLUX_CHECKPOINT  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_FLUX_CHECKPOINT = "tiny_flux.safetensors"
 
 def _tiny_adapter_folder(folder: Path) -> Path:
     from selfcascade.adapters.fileformat import save_adapter

@@ -12,7 +12,7 @@ import requests
 from harness import PACK_NAME, ComfyClient
 
 from test_workflows import wait_for_history
-from tiny_swap import TinyRun, to_tiny
+from tiny_swap import TINY_FLUX_CHECKPOINT, TinyRun, to_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -197,8 +197,6 @@ def test_the_model_is_traced_to_its_loader_through_patches_and_subgraphs_and_ask
 
 
 def test_a_flux_checkpoint_is_planned_in_its_familys_multiple_of_16(page):
-    from conftest import TINY_FLUX_CHECKPOINT
-
     page.helper("watchRequests")
     page.helper("build", {"nodes": [
         {"key": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": TINY_FLUX_CHECKPOINT}},

@@ -23,6 +23,7 @@ from typing import Optional
 
 STEPS = 4
 TINY_ADAPTER = "tiny_sdxl.safetensors"  # made for the tiny SDXL model by conftest.py
+TINY_FLUX_CHECKPOINT = "tiny_flux.safetensors"  # the tiny Flux model as a checkpoint, by conftest.py
 TINY_VAE_ID = "tiny_vae"
 SAVE_LATENT_ID = "tiny_save_latent"
 MODEL_LOADERS = {"CheckpointLoaderSimple", "UNETLoader"}
