@@ -13,18 +13,12 @@ import comfy.supported_models_base
 from comfy.ldm.models.autoencoder import AutoencoderKL
 from selfcascade.nodes.cascade_nodes import SelfCascadeBaseLatent, SelfCascadeKSampler
 from selfcascade.sampling.families import (BY_CONFIG, NOT_PLANNABLE, FamilyError, detect_family, family_of_config)
-from tiny_pack.models import _UNET_COMMON, build_conditioning, build_model
+from tiny_pack.models import _UNET_COMMON, CHROMA_RADIANCE_CONFIG, build_conditioning, build_model
 
 HOST_CONFIGS = comfy.supported_models.models
 # the SD x4 upscaler's VAE: three levels, so 4 px per latent cell (the host tells it from the state dict)
 X4_UPSCALER_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
                    "ch_mult": [1, 2, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
-CHROMA_RADIANCE = {
-    "image_model": "chroma_radiance", "in_channels": 3, "out_channels": 3, "context_in_dim": 32, "hidden_size": 64,
-    "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
-    "patch_size": 16, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64, "n_layers": 1,
-    "nerf_hidden_size": 16, "nerf_mlp_ratio": 2, "nerf_depth": 1, "nerf_max_freqs": 8, "nerf_tile_size": 0,
-    "nerf_final_head_type": "conv", "nerf_embedder_dtype": torch.float32}
 
 
 class UnlistedUNetConfig(comfy.supported_models_base.BASE):
@@ -73,7 +67,7 @@ def test_sd2_v_prediction_models_are_768_px():
 
 
 def test_a_pixel_space_model_is_planned_in_pixels():
-    model = patcher(comfy.supported_models.ChromaRadiance(CHROMA_RADIANCE).get_model({}, device="meta"))
+    model = patcher(comfy.supported_models.ChromaRadiance(CHROMA_RADIANCE_CONFIG).get_model({}, device="meta"))
     family = detect_family(model)
     assert (family.name, family.latent_factor, family.size_multiple) == ("chroma-radiance", 1, 16)
     latent, _, _ = SelfCascadeBaseLatent.execute(model, 2048, 1024, 1, 1).result

@@ -1,22 +1,17 @@
 """The training cache with the tiny VAE and CLIP: each crop and caption is encoded once, exactly what
 the encoders give, and found again by later runs; another seed (other crops) gets other entries."""
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from selfcascade.adapters import dataset, training
+from tiny_pack.images import write_noise_images
 from tiny_pack.models import build_vae
 from tiny_training import build_clip
 
 
 @pytest.fixture
 def images(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for index in range(3):
-        pixels = np.random.default_rng(index).integers(0, 255, (72, 96, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"image{index}.png")
+    folder = write_noise_images(tmp_path / "images", 3, size=(72, 96))
     (folder / "image0.txt").write_text("a red door")
     return folder
 

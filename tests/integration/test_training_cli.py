@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import safetensors
 import safetensors.torch
@@ -17,6 +16,7 @@ from PIL import Image
 
 import train_adapter
 from selfcascade.adapters import fileformat, training
+from tiny_pack.images import write_noise_images
 from tiny_training import tiny_models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,11 +33,7 @@ def one_thread():
 
 @pytest.fixture
 def images(tmp_path):
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for index in range(4):
-        pixels = np.random.default_rng(index).integers(0, 255, (72, 80, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"image{index}.png")
+    folder = write_noise_images(tmp_path / "images", 4)
     (folder / "image1.txt").write_text("a red door")
     (folder / "image2.txt").write_text("two cats")
     return folder

@@ -21,17 +21,11 @@ import comfy.sd
 import comfy.supported_models
 from harness import ComfyServer
 from selfcascade.benchmarks.models import FULL_UNET
-from tiny_pack.models import build_model
+from tiny_pack.models import CHROMA_RADIANCE_CONFIG, build_model
 
 SD2_V_BIAS = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"  # what the host tells v from
 SD21_768_UNET = {**FULL_UNET["sd15"], "context_dim": 1024, "use_linear_in_transformer": True, "num_heads": -1,
                  "num_head_channels": 64}
-CHROMA_RADIANCE = {
-    "image_model": "chroma_radiance", "in_channels": 3, "out_channels": 3, "context_in_dim": 32, "hidden_size": 64,
-    "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
-    "patch_size": 16, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64, "n_layers": 1,
-    "nerf_hidden_size": 16, "nerf_mlp_ratio": 2, "nerf_depth": 1, "nerf_max_freqs": 8, "nerf_tile_size": 0,
-    "nerf_final_head_type": "conv", "nerf_embedder_dtype": torch.float32}
 
 
 def write_header_only(path: Path, shapes: dict[str, torch.Tensor], data: dict[str, torch.Tensor] = {}) -> None:
@@ -67,7 +61,7 @@ def model_folders(tmp_path_factory) -> dict[str, Path]:
     v_bias = torch.randn(sd21[SD2_V_BIAS].shape, generator=torch.Generator().manual_seed(0)) * 0.2  # std > 0.09: v
     write_header_only(checkpoints / "sd21_768v.safetensors", sd21, {SD2_V_BIAS: v_bias})
     write_header_only(checkpoints / "sd21_512.safetensors", sd21)  # a zero bias: an eps model
-    radiance = comfy.supported_models.ChromaRadiance(CHROMA_RADIANCE).get_model({}, device="meta")
+    radiance = comfy.supported_models.ChromaRadiance(CHROMA_RADIANCE_CONFIG).get_model({}, device="meta")
     write_header_only(diffusion_models / "chroma_radiance.safetensors", radiance.diffusion_model.state_dict())
     (checkpoints / "old.ckpt").write_bytes(b"a pickle")
     (checkpoints / "huge_header.safetensors").write_bytes(struct.pack("<Q", 1 << 40) + b"{}")

@@ -25,6 +25,7 @@ from PIL import Image
 from cascade_graphs import cascade_node, saved_cascade, tiny_inputs
 from harness import ComfyClient, ComfyServer, Graph
 from hostile_files import declaring_pth
+from tiny_pack.images import write_noise_images
 
 REPO = Path(__file__).resolve().parents[2]
 POLL_INTERVAL_S = 0.05
@@ -241,12 +242,7 @@ def test_interrupt_is_honoured_at_once_in_the_heaviest_in_range_settings(comfy, 
 
 @pytest.fixture(scope="module")
 def training_images(comfy_server) -> str:
-    folder = comfy_server.workdir / "input" / "safety_images"
-    folder.mkdir()
-    for index in range(2):
-        pixels = np.random.default_rng(index).integers(0, 255, (72, 80, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"image{index}.png")
-    return folder.name
+    return write_noise_images(comfy_server.workdir / "input" / "safety_images", 2).name
 
 
 def training_graph(image_folder: str, save_name: str, demo: bool = False, steps: int = 2) -> Graph:

@@ -7,11 +7,10 @@ one: the node writes there, never into the host tree.
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from harness import ComfyServer, Graph
+from tiny_pack.images import write_noise_images
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +29,7 @@ def comfy_server(tmp_path_factory, adapter_folder):
 @pytest.fixture(scope="module")
 def images(comfy_server) -> str:
     """A folder of two images in the server's input folder, by the name the node takes."""
-    folder = comfy_server.workdir / "input" / "training_images"
-    folder.mkdir()
-    for index in range(2):
-        pixels = np.random.default_rng(index).integers(0, 255, (72, 80, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"image{index}.png")
-    return folder.name
+    return write_noise_images(comfy_server.workdir / "input" / "training_images", 2).name
 
 
 def training_graph(image_folder, save_name: str, steps: int = 3, overwrite: bool = False) -> tuple[Graph, str]:

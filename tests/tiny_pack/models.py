@@ -22,6 +22,13 @@ from comfy.ldm.models.autoencoder import AutoencoderKL
 CONTEXT_DIM = 32
 POOLED_DIM = 32
 FAMILIES = ("sd15", "sd20v", "sdxl", "flux", "wan")
+# ChromaRadiance (pixel space, 16 px patches) at test width: its config, for tests of family detection
+CHROMA_RADIANCE_CONFIG = {
+    "image_model": "chroma_radiance", "in_channels": 3, "out_channels": 3, "context_in_dim": 32, "hidden_size": 64,
+    "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
+    "patch_size": 16, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64, "n_layers": 1,
+    "nerf_hidden_size": 16, "nerf_mlp_ratio": 2, "nerf_depth": 1, "nerf_max_freqs": 8, "nerf_tile_size": 0,
+    "nerf_final_head_type": "conv", "nerf_embedder_dtype": torch.float32}
 
 _UNET_COMMON = {
     "use_checkpoint": False,
