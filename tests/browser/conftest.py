@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from harness import ComfyServer  # noqa: E402
 
 from frontend import Frontend  # noqa: E402
 from tiny_swap import TINY_ADAPTER, TINY_FLUX_CHECKPOINT  # noqa: E402
+from tiny_pack.images import write_noise_images  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,20 +45,11 @@ def _checkpoint_folder(folder: Path) -> Path:
     return folder
 
 
-def _training_images(folder: Path, count: int = 2, side: int = 160) -> None:
-    """Images for the training workflow, where it looks by default (ComfyUI's input folder)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(0)
-    for index in range(count):
-        pixels = (torch.rand((side, side, 3), generator=generator) * 255).to(torch.uint8).numpy()
-        Image.fromarray(pixels).save(folder / f"noise_{index}.png")
-
-
 @pytest.fixture(scope="session")
 def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
     workdir = tmp_path_factory.mktemp("browser")
     adapters = _tiny_adapter_folder(workdir / "upsampler_adapters")
-    _training_images(workdir / "input" / "upsampler_training")
+    write_noise_images(workdir / "input" / "upsampler_training", 2, size=(160, 160))  # where training looks by default
     checkpoints = _checkpoint_folder(workdir / "checkpoints")
     with ComfyServer.for_checkout(workdir, model_paths={"upsampler_adapters": str(adapters),
                                                         "checkpoints": str(checkpoints)}) as server:
