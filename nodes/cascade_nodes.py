@@ -135,7 +135,7 @@ class SelfCascadeBaseLatent(io.ComfyNode):
         latent_format = model.get_model_object("latent_format")
         spatial = (height // family.latent_factor, width // family.latent_factor)
         if getattr(latent_format, "latent_dimensions", 2) == 3:
-            shape = (batch_size, latent_format.latent_channels, ((length - 1) // 4) + 1, *spatial)
+            shape = (batch_size, latent_format.latent_channels, family.latent_frames(length), *spatial)
         else:
             shape = (batch_size, latent_format.latent_channels, *spatial)
         samples = torch.zeros(shape, device=comfy.model_management.intermediate_device())

@@ -1,4 +1,5 @@
-"""Model-family facts in one table: native size, pixels per latent cell, size multiple, UNet or not.
+"""Model-family facts in one table: native size, pixels per latent cell, size multiple, UNet or not,
+video frames per latent frame.
 
 Keyed by the host's model config class (``comfy.supported_models``), so fine-tuned community
 checkpoints of a family get the family's facts. Every config the host ships has an entry here or
@@ -26,6 +27,7 @@ class Family:
     latent_factor: int = 8  # pixels per latent cell
     size_multiple: int = 8  # pixel sizes must be multiples of this (16 for 2x2-patch DiTs)
     unet: bool = False  # an openaimodel UNet: the upsampler adapters can be injected
+    frames_per_latent: int = 4  # video: frames per latent frame after the first (the VAE's temporal compression)
     assumed: str = ""  # empty for a listed family; else why its facts are the stated fallback
 
     @property
@@ -42,6 +44,11 @@ class Family:
             return ""
         return (f"unknown family: assumed {self.latent_factor} px per latent cell, sizes in multiples of "
                 f"{self.size_multiple} and a native size of {self.native_width}x{self.native_height} ({self.assumed})")
+
+    def latent_frames(self, length: int) -> int:
+        """Latent frames of a ``length``-frame video: the first frame alone, then one per ``frames_per_latent``
+        (what the host's empty video latents give)."""
+        return (length - 1) // self.frames_per_latent + 1
 
     def with_latent_factor(self, factor: int) -> Family:
         """The family seen through a VAE with ``factor`` pixels per cell (the size multiple keeps its cells)."""
@@ -83,11 +90,12 @@ HUNYUAN_IMAGE21_REFINER = Family("hunyuan-image-2.1-refiner", 2048, 2048, latent
 COSMOS_PREDICT2_IMAGE = Family("cosmos-predict2", 1024, 1024, size_multiple=16)
 WAN = Family("wan", 832, 480, size_multiple=16)
 WAN22_5B = Family("wan2.2-5b", 1280, 704, latent_factor=16, size_multiple=32)
-MOCHI = Family("mochi", 848, 480, size_multiple=16)
-LTXV = Family("ltxv", 768, 512, latent_factor=32, size_multiple=32)
+MOCHI = Family("mochi", 848, 480, size_multiple=16, frames_per_latent=6)
+LTXV = Family("ltxv", 768, 512, latent_factor=32, size_multiple=32, frames_per_latent=8)
 HUNYUAN_VIDEO = Family("hunyuan-video", 1280, 720, size_multiple=16)
 HUNYUAN_VIDEO15 = Family("hunyuan-video-1.5", 1280, 720, latent_factor=16, size_multiple=16)
-COSMOS_VIDEO = Family("cosmos", 1280, 704, size_multiple=16)
+COSMOS_VIDEO = Family("cosmos", 1280, 704, size_multiple=16, frames_per_latent=8)
+COSMOS_PREDICT2_VIDEO = Family("cosmos-predict2-video", 1280, 704, size_multiple=16)  # the Wan 2.1 VAE: 4 frames
 DEMO = Family("selfcascade-demo", 32, 32, latent_factor=1, unet=True)  # the pack's pixel-space demo model (models/demo)
 
 # stated fallbacks for a config no entry (nor any ancestor's) names
@@ -110,7 +118,7 @@ BY_CONFIG = {
     "Chroma": CHROMA, "ChromaRadiance": CHROMA_RADIANCE, "HiDream": HIDREAM,
     "Lumina2": LUMINA2, "ZImage": Z_IMAGE, "Omnigen2": OMNIGEN2, "QwenImage": QWEN_IMAGE,
     "HunyuanImage21": HUNYUAN_IMAGE21, "HunyuanImage21Refiner": HUNYUAN_IMAGE21_REFINER,
-    "CosmosT2IPredict2": COSMOS_PREDICT2_IMAGE, "CosmosI2VPredict2": COSMOS_VIDEO,
+    "CosmosT2IPredict2": COSMOS_PREDICT2_IMAGE, "CosmosI2VPredict2": COSMOS_PREDICT2_VIDEO,
     "WAN21_T2V": WAN, "WAN21_I2V": WAN, "WAN21_FunControl2V": WAN, "WAN21_Vace": WAN, "WAN21_Camera": WAN,
     "WAN22_Camera": WAN, "WAN22_S2V": WAN, "WAN21_HuMo": WAN, "WAN22_Animate": WAN, "WAN22_T2V": WAN22_5B,
     "GenmoMochi": MOCHI, "LTXV": LTXV,

@@ -11,6 +11,10 @@ import comfy.supported_models
 import comfy.sd
 import comfy.supported_models_base
 from comfy.ldm.models.autoencoder import AutoencoderKL
+from comfy_extras.nodes_cosmos import EmptyCosmosLatentVideo
+from comfy_extras.nodes_hunyuan import EmptyHunyuanLatentVideo
+from comfy_extras.nodes_lt import EmptyLTXVLatentVideo
+from comfy_extras.nodes_mochi import EmptyMochiLatentVideo
 from selfcascade.nodes.cascade_nodes import SelfCascadeBaseLatent, SelfCascadeKSampler
 from selfcascade.sampling.families import (BY_CONFIG, NOT_PLANNABLE, FamilyError, detect_family, family_of_config)
 from tiny_pack.models import _UNET_COMMON, CHROMA_RADIANCE_CONFIG, build_conditioning, build_model
@@ -96,3 +100,13 @@ def test_a_connected_vae_decides_the_latent_factor():
     samples, report = cascade_report(model, {"samples": torch.zeros((1, 4, 8, 8))}, vae=vae)
     assert report[0].startswith("base: 32x32") and report[1].startswith("stage 1: 64x64")
     assert samples.shape == (1, 4, 16, 16)  # 64 px at 4 px per cell
+
+
+@pytest.mark.parametrize("config, host_empty_latent", [
+    ("WAN21_T2V", EmptyHunyuanLatentVideo), ("HunyuanVideo", EmptyHunyuanLatentVideo), ("GenmoMochi", EmptyMochiLatentVideo),
+    ("LTXV", EmptyLTXVLatentVideo), ("CosmosT2V", EmptyCosmosLatentVideo)])
+def test_video_families_count_latent_frames_as_the_hosts_empty_latents(config, host_empty_latent):
+    family = BY_CONFIG[config]
+    for length in (1, 7, 17, 25, 49, 97, 121):
+        host = host_empty_latent.execute(width=256, height=256, length=length, batch_size=1).result[0]["samples"]
+        assert family.latent_frames(length) == host.shape[2], (config, length)
