@@ -122,7 +122,7 @@ WORKFLOWS: dict[str, list[dict]] = {
     "hand_built_cascade": [
         note("A Self-Cascade built from core nodes, one stage at a time (SDXL 1024 -> 2048).\n\n"
              "1. KSampler makes the base image (the pivot) at 1024x1024.\n"
-             "2. Pivot Upscale doubles it (latent bilinear; give it a VAE for pixel space).\n"
+             "2. Pivot Upscale doubles it, sized by the model's family (latent bilinear; a VAE: pixels).\n"
              "3. Pivot Reschedule cuts the 30-step schedule at t = K (0.7): 21 steps.\n"
              "4. Apply Upsampler Adapter (optional, tuned version) patches the model with the\n"
              "   learned upsampler fed by the base pivot.\n"
@@ -134,7 +134,7 @@ WORKFLOWS: dict[str, list[dict]] = {
         node("base_sampler", "KSampler", {"model": ("ckpt", "MODEL"), "positive": ("pos", "CONDITIONING"),
                                           "negative": ("neg", "CONDITIONING"), "latent_image": ("base", "LATENT")},
              seed=42, steps=30, cfg=7.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=1.0),
-        node("upscale", "SelfCascadePivotUpscale", {"samples": ("base_sampler", "LATENT")},
+        node("upscale", "SelfCascadePivotUpscale", {"samples": ("base_sampler", "LATENT"), "model": ("ckpt", "MODEL")},
              upscale_method="bilinear", scale_by=2.0, width=0, height=0),
         node("reschedule", "SelfCascadePivotReschedule", {"model": ("ckpt", "MODEL")}, scheduler="karras", steps=30,
              k=0.7, stage_steps=0),
