@@ -18,6 +18,17 @@ from _bootstrap import bootstrap  # noqa: E402
 COMFYUI = bootstrap()
 
 # Tiny models gain nothing from intra-op threads, and the host server shares the two cores.
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for this test whatever ran before it (results that were logged with one thread
+    repeat only with one; two threads fighting over two shared cores are slower than one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,14 +21,7 @@ from tiny_training import tiny_models
 
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("tiny_training.py")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -43,15 +43,6 @@ def signal_carrying(model):
     return model
 
 
-@pytest.fixture
-def one_thread():
-    """Two shared cores: one thread per process is several times faster than two fighting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_trainer(model, folder, cache, steps=STEPS, learning_rate=0.1, batch_size=2, conditioning=None):
     settings = training.TrainingSettings(SIZE, SIZE, steps, learning_rate=learning_rate, batch_size=batch_size, seed=3)
     data = training.prepare_data(folder, build_vae(), settings, TrainingCache(cache), "tiny-vae",
