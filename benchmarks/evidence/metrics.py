@@ -9,10 +9,14 @@
   as a ratio to real renders of the family at the same size (1 = as much fine detail as real), and
   a patch Fréchet distance: Gaussian fits of mean-removed 8x8 luminance patches of the generated
   and the real set, the analogue of the paper's pFID.
+
+Both detail metrics are set-level statistics; ``high_frequency_powers`` and ``patch_moments`` keep
+what each image contributes, so a bootstrap over images recomputes them without the images.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -53,32 +57,68 @@ def _luminance(images: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bchw,c->bhw", images.double().cpu(), _LUMA.double())
 
 
-def high_frequency_power(images: torch.Tensor) -> float:
-    """Mean spectral power per pixel above the native frame's Nyquist frequency (luminance)."""
+def high_frequency_powers(images: torch.Tensor) -> np.ndarray:
+    """Spectral power per pixel above the native frame's Nyquist frequency (luminance), one value per image."""
     size = images.shape[-1]
     luma = _luminance(images)
     spectrum = torch.fft.fft2(luma - luma.mean(dim=(-2, -1), keepdim=True)).abs().square() / size**2
     frequency = torch.fft.fftfreq(size, d=1.0 / size).abs()  # cycles per frame
     beyond_native = torch.maximum(frequency[:, None], frequency[None, :]) > NATIVE_SIZE / 2
-    return float(spectrum[:, beyond_native].sum(-1).mean() / size**2)
+    return (spectrum[:, beyond_native].sum(-1) / size**2).numpy()
 
 
 def high_frequency_ratio(generated: torch.Tensor, real: torch.Tensor) -> float:
     """Fine-detail power of the generated images over that of real renders (1 = as detailed as real)."""
-    return high_frequency_power(generated) / high_frequency_power(real)
+    return float(high_frequency_powers(generated).mean() / high_frequency_powers(real).mean())
 
 
-def _patches(images: torch.Tensor) -> np.ndarray:
+@dataclass(frozen=True)
+class PatchMoments:
+    """Per image: the number of patches, their sum and the sum of their outer products (float64)."""
+
+    counts: np.ndarray  # (B,)
+    sums: np.ndarray  # (B, PATCH * PATCH)
+    outer: np.ndarray  # (B, PATCH * PATCH, PATCH * PATCH)
+
+    def gaussian(self, indices: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance of the patches of the images ``indices`` (all by default; repeats count twice)."""
+        if indices is None:
+            indices = np.arange(len(self.counts))
+        n = self.counts[indices].sum()
+        mean = self.sums[indices].sum(0) / n
+        covariance = (self.outer[indices].sum(0) - n * np.outer(mean, mean)) / (n - 1)
+        return mean, covariance
+
+
+def patch_moments(images: torch.Tensor) -> PatchMoments:
+    """Moments of the mean-removed 8x8 luminance patches of each image."""
     luma = _luminance(images)[:, None]
-    patches = torch.nn.functional.unfold(luma, PATCH, stride=PATCH_STRIDE).transpose(1, 2).reshape(-1, PATCH * PATCH)
-    return (patches - patches.mean(dim=1, keepdim=True)).numpy()
+    patches = torch.nn.functional.unfold(luma, PATCH, stride=PATCH_STRIDE).transpose(1, 2)  # (B, patches, 64)
+    patches = (patches - patches.mean(dim=2, keepdim=True)).numpy()
+    return PatchMoments(np.full(len(patches), patches.shape[1], dtype=np.int64), patches.sum(1),
+                        np.einsum("bpi,bpj->bij", patches, patches))
+
+
+class FrechetToReference:
+    """Fréchet distance (x 1000) of patch Gaussians to one fixed reference, cheap to repeat on resamples.
+
+    tr(sqrt(C_g C_r)) = sum of sqrt(eigenvalues of R C_g R) with R = sqrt(C_r), a symmetric matrix,
+    so each distance costs one symmetric eigendecomposition once R is known.
+    """
+
+    def __init__(self, reference: PatchMoments):
+        self.mean, covariance = reference.gaussian()
+        self.trace = float(np.trace(covariance))
+        self.root = scipy.linalg.sqrtm(covariance).real
+
+    def __call__(self, generated: PatchMoments, indices: Optional[np.ndarray] = None) -> float:
+        mean, covariance = generated.gaussian(indices)
+        eigenvalues = np.linalg.eigvalsh(self.root @ covariance @ self.root)
+        cross = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
+        distance = np.square(mean - self.mean).sum() + np.trace(covariance) + self.trace - 2.0 * cross
+        return float(max(distance, 0.0) * 1000.0)
 
 
 def patch_frechet_distance(generated: torch.Tensor, real: torch.Tensor) -> float:
     """Fréchet distance between Gaussian fits of mean-removed 8x8 luminance patches (x 1000)."""
-    a, b = _patches(generated), _patches(real)
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
-    distance = np.square(mean_a - mean_b).sum() + np.trace(cov_a + cov_b - 2.0 * root)
-    return float(max(distance, 0.0) * 1000.0)
+    return FrechetToReference(patch_moments(real))(patch_moments(generated))

@@ -5,8 +5,8 @@ their coverage at small N and at rates near 0 or 1, where the normal approximati
 statistics (patch Fréchet distance, high-frequency ratio) and per-image means get percentile
 bootstrap intervals over images. Rows of one table are drawn from the same seeds (upscale, hires fix
 and the cascades all start from the same native sample), so two rows are compared image by image:
-McNemar's exact test on the pairs where they disagree, with Holm's correction over a table's family
-of comparisons.
+McNemar's exact test on the pairs where they disagree for rates, the same bootstrap resamples of
+both rows for set-level statistics, with Holm's correction over a table's family of comparisons.
 """
 from __future__ import annotations
 
@@ -43,13 +43,39 @@ def wilson_interval(successes: int, n: int, level: float = LEVEL) -> tuple[float
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    low = 0.0 if successes == 0 else max(0.0, float(centre - half))  # exact ends: float error would leave 1e-17
+    high = 1.0 if successes == n else min(1.0, float(centre + half))
+    return low, high
 
 
 def rate(flags: Sequence[bool], level: float = LEVEL) -> Estimate:
     """The share of true ``flags`` with its Wilson interval."""
     successes, n = int(sum(bool(f) for f in flags)), len(flags)
     return Estimate(successes / n, *wilson_interval(successes, n, level))
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """A statistic on all items and on each bootstrap resample of them.
+
+    Replicates drawn with the same ``seed`` and item count use the same resamples, so two statistics
+    of the same items (two methods on the same seeds) can be compared resample by resample.
+    """
+
+    value: float
+    resampled: np.ndarray
+
+    def estimate(self, level: float = LEVEL) -> Estimate:
+        tail = (1.0 - level) / 2.0
+        return Estimate(self.value, float(np.quantile(self.resampled, tail)), float(np.quantile(self.resampled, 1 - tail)))
+
+
+def bootstrap_replicates(statistic: Callable[[np.ndarray], float], n: int, seed: int = 0,
+                         resamples: int = BOOTSTRAP_RESAMPLES) -> Replicates:
+    """``statistic(indices)`` on all ``n`` items and on ``resamples`` resamples (indices drawn with repeats)."""
+    generator = np.random.default_rng(seed)
+    values = np.array([statistic(generator.integers(0, n, n)) for _ in range(resamples)])
+    return Replicates(float(statistic(np.arange(n))), values)
 
 
 def bootstrap(statistic: Callable[[np.ndarray], float], n: int, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -59,10 +85,22 @@ def bootstrap(statistic: Callable[[np.ndarray], float], n: int, seed: int = 0, r
     ``statistic`` receives an index array into the items (with repeats when resampled), so set-level
     statistics such as a Fréchet distance are recomputed on each resample.
     """
-    generator = np.random.default_rng(seed)
-    values = np.array([statistic(generator.integers(0, n, n)) for _ in range(resamples)])
-    tail = (1.0 - level) / 2.0
-    return Estimate(float(statistic(np.arange(n))), float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))
+    return bootstrap_replicates(statistic, n, seed, resamples).estimate(level)
+
+
+def paired_bootstrap_p(first: Replicates, second: Replicates) -> float:
+    """Two-sided bootstrap p-value that two statistics of the same items are equal.
+
+    Both replicates must come from the same resamples (same seed and item count); the p-value is
+    twice the share of resampled differences on the far side of zero, so p < 1 - LEVEL exactly
+    when the percentile interval of the difference excludes zero (up to the +1 that keeps p > 0).
+    """
+    if first.resampled.shape != second.resampled.shape:
+        raise ValueError(f"paired replicates need the same resamples, got {first.resampled.shape} and "
+                         f"{second.resampled.shape}")
+    differences = first.resampled - second.resampled
+    far_side = min(int((differences <= 0).sum()), int((differences >= 0).sum()))
+    return min(1.0, 2.0 * (far_side + 1) / (len(differences) + 1))
 
 
 def mean_interval(values: Sequence[float], seed: int = 0, level: float = LEVEL) -> Estimate:

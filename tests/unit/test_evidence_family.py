@@ -1,6 +1,7 @@
 """The disc family and the evidence metrics on real renders, where the right answers are known."""
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.ndimage
 import torch
 
@@ -60,3 +61,26 @@ def test_small_discs_count_as_objects_and_specks_do_not():
     image[0, 1, 50:52, 50:52] = 1.0  # a 4-pixel green speck: noise
     image[0, 2, 80:110, 80:110] = 1.0
     assert metrics.count_objects(image) == [2]
+
+
+def test_patch_moments_give_the_fit_of_the_chosen_images_and_the_distance_of_the_textbook_formula():
+    real, generated = renders(64), renders(64, seed=4)
+    blurred = torch.nn.functional.avg_pool2d(generated, 3, stride=1, padding=1, count_include_pad=False)
+    moments = metrics.patch_moments(blurred)
+    chosen = np.array([0, 3, 3, 7])
+    mean, covariance = moments.gaussian(chosen)
+    patches = torch.nn.functional.unfold(metrics._luminance(blurred[chosen])[:, None], metrics.PATCH,
+                                         stride=metrics.PATCH_STRIDE).transpose(1, 2).reshape(-1, metrics.PATCH ** 2)
+    patches = (patches - patches.mean(dim=1, keepdim=True)).numpy()
+    assert np.allclose(mean, patches.mean(0)) and np.allclose(covariance, np.cov(patches, rowvar=False))
+
+    a, b = metrics.patch_moments(real).gaussian()
+    textbook = (np.square(mean - a).sum() + np.trace(covariance + b - 2.0 * scipy.linalg.sqrtm(covariance @ b).real)) * 1000
+    assert metrics.FrechetToReference(metrics.patch_moments(real))(moments, chosen) == pytest.approx(textbook, rel=1e-6)
+
+
+def test_fine_detail_power_is_per_image_and_its_mean_gives_the_ratio():
+    real, generated = renders(128), renders(128, seed=5)
+    powers = metrics.high_frequency_powers(generated)
+    assert powers.shape == (len(COUNTS),) and (powers > 0).all()
+    assert metrics.high_frequency_ratio(generated, real) == pytest.approx(powers.mean() / metrics.high_frequency_powers(real).mean())
