@@ -1,19 +1,18 @@
 """The evidence pipeline end to end at toy size (plumbing, not numbers), and the demo model's reproducibility."""
 import dataclasses
 import json
-import math
 
 import pytest
 import safetensors
 import torch
 from PIL import Image
 
-from selfcascade.benchmarks.evidence import evaluate, train_base_model
+from selfcascade.benchmarks.evidence import evaluate, generation, plot, train_base_model
 from selfcascade.models.demo import demo_model
 from selfcascade.sampling.families import detect_family, native_size_for_aspect
 
 LOG = demo_model.WEIGHTS.parent / train_base_model.LOG_NAME
-METHODS = {evaluate.REAL, evaluate.DIRECT, evaluate.UPSCALE, evaluate.HIRES, evaluate.CASCADE, evaluate.ADAPTER}
+HEADLINE = {"real", "direct", "upscale", "hires-0.5", "hires-0.7", "cascade-0.7", "adapter-0.7"}
 
 
 @pytest.fixture
@@ -24,37 +23,74 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_quick_evaluation_writes_every_row_with_metrics_in_range(tmp_path):
-    evaluate.main(["--quick", "--out", str(tmp_path)])
-
-    payload = json.loads((tmp_path / "results.json").read_text())
-    rows = payload["rows"]
-    for scale in (2, 4):
-        assert {r["method"] for r in rows if r["scale"] == scale} == METHODS
-    assert [r["method"] for r in rows if r["scale"] == 1] == [evaluate.NATIVE]
-    for row in rows:
-        assert row["n"] == payload["settings"]["n"]
-        assert 0.0 <= row["count_fidelity"] <= 1.0 and 0.0 <= row["duplication_rate"] <= 1.0
-        assert row["count_fidelity"] + row["duplication_rate"] <= 1.0
-        if row["scale"] > 1:
-            assert math.isfinite(row["hf_ratio"]) and row["hf_ratio"] >= 0.0 and row["patch_fd"] >= 0.0
-        if row["method"] == evaluate.REAL:
-            assert row["count_fidelity"] == 1.0  # the counter is exact on the family's real renders
-        elif row["scale"] > 1:
-            assert row["relative_time"] > 0.0
-    assert all(r["trained_params"] > 0 and r["training_steps"] > 0 for r in rows if r["method"] == evaluate.ADAPTER)
-
-    table = (tmp_path / "results.md").read_text()
-    assert "N = 3" in table and "seed 0" in table
-    for label in evaluate.METHOD_LABELS.values():
-        assert table.count(f"| {label} |") == 2  # one row at 4x and one at 16x area
-    with Image.open(tmp_path / "samples.png") as sheet:
-        assert sheet.height == len(payload["sample_sheet_rows"]) * (128 + 4)
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("evidence")
+    evaluate.main(["--quick", "--out", str(out)])
+    return out, json.loads((out / "results.json").read_text())
 
 
-def test_quick_mode_refuses_to_overwrite_the_committed_evidence():
-    with pytest.raises(SystemExit):
-        evaluate.main(["--quick"])
+def test_quick_evaluation_writes_every_table_with_estimates_in_range(quick):
+    out, results = quick
+    tables = {table["name"]: table for table in results["tables"]}
+    assert set(tables) == {"native", "main-4x", "main-16x", "replication-16x", "k-study-4x", "k-study-16x"}
+    for area in ("4x", "16x"):
+        recipe = results["recipes"][area]["method"]
+        assert {r["method"] for r in tables[f"main-{area}"]["rows"]} == HEADLINE | {recipe}
+        assert {r["method"] for r in tables[f"k-study-{area}"]["rows"]} >= {"real", "cascade-0.5", "cascade-0.7", recipe}
+    assert {r["method"] for r in tables["replication-16x"]["rows"]} == {r["method"] for r in tables["main-16x"]["rows"]}
+    assert "cascade-0.7-0.5" in {r["method"] for r in tables["k-study-16x"]["rows"]}  # per-stage K only where 2 stages
+
+    for table in results["tables"]:
+        for row in table["rows"]:
+            assert row["n"] == table["n"] == len(row["found"]) == len(table["prompted"])
+            for metric in ("count_fidelity", "duplication"):
+                estimate = row[metric]
+                assert 0.0 <= estimate["low"] <= estimate["value"] <= estimate["high"] <= 1.0
+            if row["method"] == "real":
+                assert row["count_fidelity"]["value"] == 1.0  # the counter is exact on the family's real renders
+            elif table["scale"] > 1:
+                assert row["relative_time"] > 0.0 and row["patch_fd"]["low"] <= row["patch_fd"]["high"]
+        assert all(0.0 <= c["p"] <= c["p_holm"] <= 1.0 for c in table["comparisons"])
+    assert [a["size"] for a in results["adapters"]] == [64, 128] and all(a["steps"] > 0 for a in results["adapters"])
+    cost = results["cost"]
+    assert cost["generation_cpu_seconds"] > 0.0 and cost["wall_seconds"] > 0.0
+
+    text = (out / "results.md").read_text()
+    assert text.count("| Method |") == 5 and "**Self-Cascade" in text  # main, replication and the two K studies; the recipe in bold
+    with Image.open(out / "samples.png") as sheet:
+        assert sheet.height == len(results["sample_sheet_rows"]) * (128 + 4)
+    with Image.open(out / "k_study.png") as picture:
+        assert picture.size == plot.k_study_plot(results).size
+
+
+def test_stages_run_the_steps_of_their_own_k(quick):
+    _, results = quick
+    steps = results["settings"]["steps"]
+    study = next(table for table in results["tables"] if table["name"] == "k-study-16x")
+    by_method = {row["method"]: row["stage_steps"] for row in study["rows"]}
+    assert by_method["cascade-0.7"][0] == steps and len(by_method["cascade-0.7"]) == 3  # 32 -> 64 -> 128
+    assert by_method["cascade-0.7-0.5"][:2] == by_method["cascade-0.7"][:2]
+    assert by_method["cascade-0.7-0.5"][2] == by_method["cascade-0.5"][2] < by_method["cascade-0.7"][2]
+
+
+def test_a_batch_is_the_same_in_a_spawned_worker_as_in_this_process(one_thread):
+    """What makes the result independent of the number of workers: each batch is deterministic wherever it runs."""
+    batch = generation.Batch(generation.Method(generation.CASCADE, k=0.7, later_k=0.4), 128, 2, 2, 7,
+                             generation.Sampling(10, 2.0, "euler", "normal"), keep_samples=2)
+    here = generation.run_batch(batch)
+    with evaluate.executor_for(2) as pool:
+        there = pool.submit(generation.run_batch, batch).result()
+    assert here.found == there.found and here.stage_steps == there.stage_steps
+    assert here.stage_steps[0] == 10 and here.stage_steps[2] < here.stage_steps[1]  # the later stage's own, lower K
+    assert torch.equal(here.samples, there.samples)
+
+
+def test_non_default_settings_never_overwrite_the_committed_evidence():
+    for argv in (["--quick"], ["--main-n", "3", "3"], ["--seed", "1"]):
+        with pytest.raises(SystemExit):
+            evaluate.parse_args(argv)
+    assert evaluate.parse_args(["--workers", "1"])[0] == dataclasses.replace(evaluate.EvalSettings(), workers=1)
 
 
 def test_training_from_the_seed_reproduces_the_first_logged_losses(one_thread):
