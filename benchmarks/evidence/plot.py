@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 HERE = Path(__file__).resolve().parent
 PANEL_WIDTH, PANEL_HEIGHT = 400, 280
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 46, 14, 26, 38
-LEGEND_HEIGHT = 28
+LEGEND_HEIGHT = 40
 COUNT_COLOUR, DUPLICATION_COLOUR, REFERENCE_COLOUR, AXIS_COLOUR = "#1f5fa8", "#c0392b", "#7f7f7f", "#333333"
 REFERENCE_ROWS = ("direct", "hires-0.5", "hires-0.7")
 
@@ -148,18 +148,16 @@ def k_study_plot(results: dict) -> Image.Image:
             _panel(draw, column * PANEL_WIDTH, index * PANEL_HEIGHT, tables[f"k-study-{area}"], tables[f"main-{area}"],
                    budgets[area], area, by_time)
     n = tables[f"k-study-{areas[0]}"]["n"]
-    y = len(areas) * PANEL_HEIGHT + LEGEND_HEIGHT // 2
+    y = len(areas) * PANEL_HEIGHT + LEGEND_HEIGHT // 4
     x = 12
     for shape, colour, text in (("circle", COUNT_COLOUR, "count fidelity (higher is better)"),
                                 ("square", DUPLICATION_COLOUR, "duplication (lower is better)"),
-                                ("triangle", REFERENCE_COLOUR, "main-set rows"),
-                                (None, AXIS_COLOUR, f"K study: N = {n} per point; labels: K or K/later K; "
-                                                    "bars: 95% intervals; dashed: time budget")):
-        if shape:
-            _point(draw, x + 4, y, shape, colour)
-            x += 12
-        draw.text((x, y), text, fill=AXIS_COLOUR, font=font(10), anchor="lm")
-        x += int(draw.textlength(text, font=font(10))) + 18
+                                ("triangle", REFERENCE_COLOUR, "main-set rows (hires fix, direct)")):
+        _point(draw, x + 4, y, shape, colour)
+        draw.text((x + 12, y), text, fill=AXIS_COLOUR, font=font(10), anchor="lm")
+        x += 12 + int(draw.textlength(text, font=font(10))) + 18
+    draw.text((12, y + LEGEND_HEIGHT // 2), f"K study: N = {n} per point; labels: K or K/later K; bars: 95% intervals; "
+              "dashed: time budget", fill=AXIS_COLOUR, font=font(10), anchor="lm")
     return canvas
 
 

@@ -56,3 +56,41 @@ def test_kendall_tau_of_known_orders():
     assert report.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
     assert report.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
     assert report.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+def rated(count: tuple[float, bool], duplication: tuple[float, bool]) -> dict:
+    """Rows "cascade" and "hires-0.5" (the key), the cascade's rates given as (value, differs significantly)."""
+    table = two_rows(0.5, 0.5, False)
+    table["rows"][0]["method"], table["rows"][1]["method"], table["keys"] = "cascade", "hires-0.5", ["hires-0.5"]
+    table["comparisons"] = []
+    for metric, (value, significant) in (("count_fidelity", count), ("duplication", duplication)):
+        table["rows"][0][metric] = {"value": value, "low": value, "high": value}
+        table["rows"][1][metric] = {"value": 0.5, "low": 0.5, "high": 0.5}
+        table["comparisons"].append({"metric": metric, "method": "cascade", "against": "hires-0.5",
+                                     "significant": significant})
+    return table
+
+
+def test_composition_is_judged_on_both_rates_by_their_paired_tests():
+    assert report.composition(rated((0.6, True), (0.5, False)), "cascade", "hires-0.5") == "better than"
+    assert report.composition(rated((0.5, False), (0.4, True)), "cascade", "hires-0.5") == "better than"
+    assert report.composition(rated((0.4, True), (0.5, False)), "cascade", "hires-0.5") == "worse than"
+    assert report.composition(rated((0.5, False), (0.6, True)), "cascade", "hires-0.5") == "worse than"
+    assert report.composition(rated((0.6, False), (0.4, False)), "cascade", "hires-0.5") == "not distinguishable from"
+    assert report.composition(rated((0.6, True), (0.6, True)), "cascade", "hires-0.5").startswith("better on one rate")
+    assert report.composition_against_hires(rated((0.4, True), (0.5, False)), "cascade") == \
+        "worse than hires fix at denoise 0.5"
+    assert not report.composition_at_least(rated((0.6, True), (0.6, True)), "cascade", ["hires-0.5"])
+    assert report.composition_at_least(rated((0.6, False), (0.4, False)), "cascade", ["hires-0.5"])
+
+
+def test_the_reading_says_what_the_committed_tests_say(results):
+    """Each "In short" verdict of the README is the paired tests' verdict on the committed results."""
+    reading = report.evidence_reading(results)
+    tables = report.tables_by_name(results)
+    paper = f"cascade-{results['settings']['k']:g}"
+    for area, recipe, table in report.recipe_rows(results):
+        for method in (paper, recipe["method"]):
+            assert f"composition {report.composition_against_hires(table, method)}" in reading
+    assert "not distinguishable from hires fix at denoise 0.5" in report.composition_against_hires(
+        tables["replication-16x"], results["recipes"]["16x"]["method"])  # the replication does not repeat the win
