@@ -11,6 +11,14 @@ and ``BLOCKS`` maps NAME to the function that renders it from its result file (J
 only, no torch or ComfyUI) rewrites the blocks; ``--check`` exits 1 when the README differs from
 what the results say, which ``tests/unit/test_readme_generated.py`` also asserts. A rerun that
 changes a result therefore changes the README in the same commit.
+
+Outside the blocks nothing may look measured: ``unlisted_figures`` finds every decimal number,
+percentage, count with thousands separators, and number with a unit of time, memory or throughput
+in the README's prose and tables (code, link targets and comments excepted; a decimal glued to a
+name such as SD1.5 or GPL-3.0, and versions such as 0.3.75, are names), and each must sit inside a
+phrase of ``NOT_MEASURED``, which says what it is instead (a setting, a default, a limit, the
+paper's number, a version, a count the code fixes and a test pins). A measured figure belongs in a
+block.
 """
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Callable
+
+from .evidence import report as evidence
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -44,6 +54,43 @@ def load(path: Path) -> dict:
 
 def ratio(value: float) -> str:
     return f"{value:.3f}"
+
+
+# evidence: the demo model, its evaluation (benchmarks/evidence/results.json), the recipes it chose
+
+@block("evidence-model")
+def evidence_model() -> str:
+    lines = (REPO / "models" / "demo" / "train_log.csv").read_text(encoding="utf-8").splitlines()
+    config = json.loads(lines[0].lstrip("# "))  # the first line is the run's settings, then a CSV with a header
+    last = dict(zip(lines[1].split(","), lines[-1].split(",")))
+    return (f"Its trainer is `benchmarks/evidence/train_base_model.py` (seed {config['seed']}, {config['steps']} steps of "
+            f"batch {config['batch']}, {float(last['cpu_seconds']) / 60:.1f} CPU-minutes on one thread); weights and "
+            "loss log are in `models/demo/`.\n")
+
+
+@block("evidence-tables")
+def evidence_tables() -> str:
+    return evidence.evidence_tables(evidence.load())
+
+
+@block("evidence-k-study")
+def evidence_k_study() -> str:
+    return evidence.evidence_k_study(evidence.load())
+
+
+@block("evidence-reading")
+def evidence_reading() -> str:
+    return evidence.evidence_reading(evidence.load())
+
+
+@block("recipes-measured")
+def recipes_measured() -> str:
+    return evidence.recipes_measured(evidence.load())
+
+
+@block("training-adapters")
+def training_adapters() -> str:
+    return evidence.training_adapters(evidence.load())
 
 
 # performance: the tiny-model CPU smoke and the full-size operation counts
@@ -115,6 +162,74 @@ def provisioning() -> str:
             "Later runs reuse it.\n")
 
 
+# what looks measured outside the generated blocks
+
+FIGURE = re.compile(r"""
+    (?<![\w.-])\d[\d,]*\.\d+(?!\d|\.\d)(?:\s?%)?     # a decimal (also ending a sentence), not a version (0.3.75) nor a name (SD1.5)
+  | (?<![\w.-])\d+\s?%                                # a percentage
+  | (?<![\w.-])\d{1,3}(?:,\d{3})+(?!\d)               # a count with thousands separators
+  | (?<![\w.-])\d+(?:\.\d+)?\s?(?:ms|s|seconds?|min|minutes?|h|hours?|CPU-[a-z]+|GB|MB|GiB|MiB|steps/s|it/s)(?![\w/])
+""", re.X)
+NOT_FIGURES = (re.compile(r"```.*?```", re.S), re.compile(r"`[^`\n]*`"), re.compile(r"\]\([^)]*\)"),
+               re.compile(r"<!--.*?-->", re.S))
+
+NOT_MEASURED: dict[str, str] = {
+    "arXiv 2402.10491": "the paper's arXiv id",
+    "(K = 0.7 of the time": "the paper's setting (K = 700 of T = 1000)",
+    "`python3` 3.10 or 3.11": "supported versions",
+    "Python of your ComfyUI, 3.10 to 3.13: it uses nothing newer than 3.10 and": "supported versions",
+    "nothing that 3.12 or 3.13 removed. The suite runs on the test host's Python 3.11": "versions",
+    "from a wheel published for 3.10 and 3.11 only": "versions",
+    "on each of Python 3.10, 3.12 and 3.13": "versions",
+    "schedules of at most 10,000 steps, sides of at most 16,384 px": "limits of sampling/limits.py",
+    "under a 5 s deadline": "the plan route's deadline, a constant of the code",
+    "each of at most 10,000": "a limit of sampling/limits.py",
+    "within 5 s on a busy 2-core CPU": "the bound a test asserts",
+    "bounded (1 MiB)": "a limit of the adapter file reader",
+    "(10,000 steps at 16,384 px)": "limits of sampling/limits.py",
+    "longer than 10,000 steps": "a limit of sampling/limits.py",
+    "ran out of its 5 s": "the plan route's deadline, a constant of the code",
+    "(SD1.5, SD2 768-v, SDXL, Flux, Wan\n  2.1": "a model's name",
+    "Wan 2.1": "a model's name",
+    "| `scale_by` | 2.0 |": "the node's default",
+    "| `k` (K) | 0.7 |": "the node's default (the paper's K)",
+    "lower (0.5–0.6)": "advice on a setting",
+    "higher (0.8)": "advice on a setting",
+    "| —, 1.0 |": "the node's default",
+    "within 4%": "a constant of sampling/plan.py",
+    "| 0.7 | 30–50 |": "the recipe's setting",
+    "(50 DDIM steps, K 0.7)": "the paper's setting",
+    "`end_percent` 0.9": "the setting that reproduces the released code",
+    "| 0.5–0.7 | 20–30 |": "the recipe's setting range",
+    "K 0.7 starts at σ ≈ 0.88": "arithmetic: shift t / (1 + (shift - 1) t) at t = 0.7, shift 3",
+    "so K = 0.7 keeps": "the paper's setting",
+    "**89,136 trainable parameters": "a count the code fixes, pinned by tests/unit/test_adapter_modules.py",
+    '"0.002M"': "the paper's claim, quoted",
+    "(145,457,280 parameters)": "a count the code fixes, pinned by tests/unit/test_adapter_modules.py",
+    "(145,457,280 parameters in": "the same count, the .pth reader's bound",
+    "weight decay 0.01": "the trainer's default (the official code's)",
+}
+
+
+def _masked(text: str) -> str:
+    """``text`` with generated blocks, code, link targets and comments blanked out (same length, same lines)."""
+    def blank(match: re.Match) -> str:
+        return re.sub(r"[^\n]", " ", match.group(0))
+    text = BLOCK.sub(blank, text)
+    for pattern in NOT_FIGURES:
+        text = pattern.sub(blank, text)
+    return text
+
+
+def unlisted_figures(text: str, allowed: dict[str, str] = NOT_MEASURED) -> list[str]:
+    """``line N: figure`` for every measured-looking figure outside the blocks that no allowed phrase covers."""
+    covered = [(start, start + len(phrase)) for phrase in allowed
+               for start in (m.start() for m in re.finditer(re.escape(phrase), text))]
+    masked = _masked(text)
+    return [f"line {text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}" for m in FIGURE.finditer(masked)
+            if not any(start <= m.start() and m.end() <= end for start, end in covered)]
+
+
 def render(text: str) -> str:
     """``text`` with every generated block re-rendered; an unknown block name is an error."""
     def replace(match: re.Match) -> str:
@@ -138,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if rendered != current:
             print("README.md is behind the result files: run python -m benchmarks.readme", file=sys.stderr)
+            return 1
+        unlisted = unlisted_figures(current)
+        if unlisted:
+            print("README.md has measured-looking figures outside generated blocks (render them in a block, or list "
+                  "them in NOT_MEASURED with what they are):\n  " + "\n  ".join(unlisted), file=sys.stderr)
             return 1
         return 0
     README.write_text(rendered, encoding="utf-8")
