@@ -30,6 +30,7 @@ def quick(tmp_path_factory):
     return out, json.loads((out / "results.json").read_text())
 
 
+@pytest.mark.slow  # the quick evaluation: about a CPU-minute
 def test_quick_evaluation_writes_every_table_with_estimates_in_range(quick):
     out, results = quick
     tables = {table["name"]: table for table in results["tables"]}
@@ -64,6 +65,7 @@ def test_quick_evaluation_writes_every_table_with_estimates_in_range(quick):
         assert picture.size == plot.k_study_plot(results).size
 
 
+@pytest.mark.slow  # the quick evaluation: about a CPU-minute
 def test_stages_run_the_steps_of_their_own_k(quick):
     _, results = quick
     steps = results["settings"]["steps"]
@@ -74,6 +76,7 @@ def test_stages_run_the_steps_of_their_own_k(quick):
     assert by_method["cascade-0.7-0.5"][2] == by_method["cascade-0.5"][2] < by_method["cascade-0.7"][2]
 
 
+@pytest.mark.slow  # a spawned worker imports torch and ComfyUI
 def test_a_batch_is_the_same_in_a_spawned_worker_as_in_this_process(one_thread):
     """What makes the result independent of the number of workers: each batch is deterministic wherever it runs."""
     batch = generation.Batch(generation.Method(generation.CASCADE, k=0.7, later_k=0.4), 128, 2, 2, 7,
