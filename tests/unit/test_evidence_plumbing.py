@@ -15,14 +15,6 @@ LOG = demo_model.WEIGHTS.parent / train_base_model.LOG_NAME
 HEADLINE = {"real", "direct", "upscale", "hires-0.5", "hires-0.7", "cascade-0.7", "adapter-0.7"}
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("evidence")
