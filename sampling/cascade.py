@@ -6,6 +6,10 @@ starts the schedule cut at that stage's K (``schedule.pivot_sigmas``; stages 2 a
 have a K of their own) on it with fresh noise from ``seed + r`` (the host's sampler adds it at
 the first sigma), and denoises with the same model, prompt and CFG: bit for bit what
 ``LatentUpscale`` + ``SamplerCustom`` with Pivot Reschedule sigmas and ``noise_seed = seed + r`` give.
+
+``run_cascade`` is the base stage followed by ``run_stages``; ``run_stages`` alone starts from a
+clean pivot someone already has (Self-Cascade Upscale: an encoded image), with the same stage
+indices and seeds, so both climb through the same code.
 """
 from __future__ import annotations
 
@@ -119,6 +123,10 @@ def _oom(stage: int, width: int, height: int, error: Exception) -> Exception:
     return type(error)(message)
 
 
+def _high_res_steps(sigmas_of_stage: dict[int, torch.Tensor]) -> int:
+    return sum(len(sigmas) - 1 for sigmas in sigmas_of_stage.values())
+
+
 def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, family: Family,
                 settings: CascadeSettings, vae=None, stage_patch: Optional[StagePatch] = None,
                 disable_pbar: Optional[bool] = None) -> tuple[dict, list[StageReport]]:
@@ -131,22 +139,49 @@ def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, fami
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     check_latent(model, samples)
     sigmas_of_stage = stage_schedules(model, plan, settings)
-    progress = _Progress(model, settings.steps + sum(len(sigmas) - 1 for sigmas in sigmas_of_stage.values()))
-    batch_index = latent.get("batch_index")
-    noise_mask = latent.get("noise_mask")
-    reports = []
+    progress = _Progress(model, settings.steps + _high_res_steps(sigmas_of_stage))
 
     started = time.perf_counter()
-    noise = comfy.sample.prepare_noise(samples, settings.seed, batch_index)
+    noise = comfy.sample.prepare_noise(samples, settings.seed, latent.get("batch_index"))
     try:
         samples = comfy.sample.sample(model, noise, settings.steps, settings.cfg, settings.sampler_name, settings.scheduler,
-                                      positive, negative, samples, denoise=settings.denoise, noise_mask=noise_mask,
-                                      callback=progress.stage_callback(settings.steps), disable_pbar=disable_pbar,
-                                      seed=settings.seed)
+                                      positive, negative, samples, denoise=settings.denoise,
+                                      noise_mask=latent.get("noise_mask"), callback=progress.stage_callback(settings.steps),
+                                      disable_pbar=disable_pbar, seed=settings.seed)
     except comfy.model_management.OOM_EXCEPTION as error:
         raise _oom(0, plan.base.width, plan.base.height, error) from error
-    reports.append(StageReport(0, plan.base.width, plan.base.height, settings.steps, time.perf_counter() - started))
+    base = StageReport(0, plan.base.width, plan.base.height, settings.steps, time.perf_counter() - started)
 
+    out, reports = _climb(model, positive, negative, {**latent, "samples": samples}, plan, family, settings,
+                          sigmas_of_stage, progress, vae, stage_patch, disable_pbar)
+    return out, [base, *reports]
+
+
+def run_stages(model, positive, negative, pivot: dict, plan: CascadePlan, family: Family, settings: CascadeSettings,
+               vae=None, stage_patch: Optional[StagePatch] = None,
+               disable_pbar: Optional[bool] = None) -> tuple[dict, list[StageReport]]:
+    """The high-resolution stages of ``plan`` from a clean ``pivot`` of the plan's base size (no base stage).
+
+    Stage r still uses noise seed ``seed + r``: from the base a KSampler made with ``seed``, this
+    continues exactly as that Self-Cascade KSampler would. One report per high-resolution stage.
+    """
+    if disable_pbar is None:
+        disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
+    check_latent(model, pivot["samples"])
+    sigmas_of_stage = stage_schedules(model, plan, settings)
+    progress = _Progress(model, _high_res_steps(sigmas_of_stage))
+    return _climb(model, positive, negative, pivot, plan, family, settings, sigmas_of_stage, progress, vae,
+                  stage_patch, disable_pbar)
+
+
+def _climb(model, positive, negative, first_pivot: dict, plan: CascadePlan, family: Family, settings: CascadeSettings,
+           sigmas_of_stage: dict[int, torch.Tensor], progress: _Progress, vae, stage_patch: Optional[StagePatch],
+           disable_pbar: bool) -> tuple[dict, list[StageReport]]:
+    """Stages 1.. of ``plan``, each from the previous stage's clean latent (``first_pivot`` for stage 1)."""
+    batch_index = first_pivot.get("batch_index")
+    noise_mask = first_pivot.get("noise_mask")
+    samples = first_pivot["samples"]
+    reports = []
     sampler = comfy.samplers.sampler_object(settings.sampler_name)
     for index, size in enumerate(plan.stages[1:], start=1):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -167,6 +202,6 @@ def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, fami
         reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
                                    settings.k_of_stage(index)))
 
-    out = latent.copy()
+    out = first_pivot.copy()
     out["samples"] = samples
     return out, reports
