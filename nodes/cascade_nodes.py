@@ -1,6 +1,8 @@
 """Tuning-free cascade nodes: Self-Cascade KSampler, base latent, Pivot Reschedule, Pivot Upscale."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 import comfy.model_management
@@ -8,7 +10,7 @@ import comfy.samplers
 import nodes as host_nodes
 
 from ..sampling import limits
-from ..sampling.cascade import CascadeSettings, run_cascade
+from ..sampling.cascade import CascadeSettings, StagePatch, run_cascade
 from ..sampling.families import detect_family, native_size_for_aspect, pivot_family
 from ..sampling.pivot import LATENT_METHODS, upscale_pivot
 from ..sampling.plan import plan_from_settings
@@ -29,6 +31,18 @@ def plan_for(model, latent: dict, scale_by: float, target_width: int, target_hei
     base = family.pixels_of(latent["samples"])
     return family, plan_from_settings(base.width, base.height, scale_by, target_width, target_height,
                                       family.size_multiple, MAX_SIZE)
+
+
+def adapter_stage_patch(model, upsampler_adapter, adapter_strength: float) -> Optional[StagePatch]:
+    """Applies a learned upsampler adapter in every high-resolution stage with its pivot; None without one."""
+    if upsampler_adapter is None:
+        return None
+    from ..adapters.injection import apply_upsampler_adapter, check_compatible
+    check_compatible(upsampler_adapter, model)
+
+    def stage_patch(stage_model, pivot, _index):
+        return apply_upsampler_adapter(stage_model, upsampler_adapter, pivot, adapter_strength)
+    return stage_patch
 
 
 class SelfCascadeKSampler(io.ComfyNode):
@@ -93,13 +107,7 @@ class SelfCascadeKSampler(io.ComfyNode):
                                                  scale_by=scale_by, target_width=target_width,
                                                  target_height=target_height))
         family, plan = plan_for(model, latent_image, scale_by, target_width, target_height, vae)
-        stage_patch = None
-        if upsampler_adapter is not None and plan.cascade_stages:
-            from ..adapters.injection import apply_upsampler_adapter, check_compatible
-            check_compatible(upsampler_adapter, model)
-
-            def stage_patch(stage_model, pivot, _index):
-                return apply_upsampler_adapter(stage_model, upsampler_adapter, pivot, adapter_strength)
+        stage_patch = adapter_stage_patch(model, upsampler_adapter, adapter_strength) if plan.cascade_stages else None
         settings = CascadeSettings(seed, steps, cfg, sampler_name, scheduler, k, upscale_method, stage_steps, denoise,
                                    later_k)
         latent, reports = run_cascade(model, positive, negative, latent_image, plan, family, settings, vae, stage_patch)

@@ -103,12 +103,13 @@ def _at_most_double(sizes: list[StageSize], multiple: int) -> bool:
 
 
 def plan_stages(base_width: int, base_height: int, target_width: int, target_height: int,
-                multiple: int = 8, max_side: int = MAX_SIDE) -> CascadePlan:
+                multiple: int = 8, max_side: int = MAX_SIDE, single_pass: bool = False) -> CascadePlan:
     """Plan the cascade from the base size to the target (pixels).
 
     The target is rounded to ``multiple`` (the model's latent factor) and the plan says so.
-    A target at or below the base area plans no high-resolution stage. Raises ``PlanError``
-    before any compute when a size is unusable.
+    A target at or below the base area plans no high-resolution stage, or with ``single_pass``
+    (Self-Cascade Upscale, whose base is an input image) one stage straight to the target, so the
+    output has the size asked for. Raises ``PlanError`` before any compute when a size is unusable.
     """
     for name, value in (("base width", base_width), ("base height", base_height),
                         ("target width", target_width), ("target height", target_height)):
@@ -123,6 +124,9 @@ def plan_stages(base_width: int, base_height: int, target_width: int, target_hei
     if max(target.width, target.height) > max_side:
         raise PlanError(f"target {target} exceeds the {max_side} px side limit; choose a smaller target or scale.")
     stages = stage_count(base, target)
+    if stages == 0 and single_pass:
+        notes.append(f"target {target} is not larger than the input {base}: one pass at the target size, no cascade")
+        return CascadePlan((base, target), tuple(notes))
     if stages == 0:
         notes.append(f"target {target} is not larger than the base {base}: single stage, no cascade")
         return CascadePlan((base,), tuple(notes))
@@ -144,10 +148,11 @@ def target_from_scale(base_width: int, base_height: int, scale: float, multiple:
 
 
 def plan_from_settings(base_width: int, base_height: int, scale_by: float, target_width: int, target_height: int,
-                       multiple: int = 8, max_side: int = MAX_SIDE) -> CascadePlan:
+                       multiple: int = 8, max_side: int = MAX_SIDE, single_pass: bool = False) -> CascadePlan:
     """The plan for a sampler's settings: an explicit target (both sides) wins over ``scale_by``.
 
-    The one planner behind the Self-Cascade KSampler and the web extension's ``/selfcascade/plan``.
+    The one planner behind the Self-Cascade KSampler, Self-Cascade Upscale (``single_pass``) and the
+    web extension's ``/selfcascade/plan``.
     """
     if target_width > 0 and target_height > 0:
         width, height = target_width, target_height
@@ -155,4 +160,4 @@ def plan_from_settings(base_width: int, base_height: int, scale_by: float, targe
         raise PlanError("set both target_width and target_height, or leave both at 0 to use scale_by.")
     else:
         width, height = target_from_scale(base_width, base_height, scale_by, multiple)
-    return plan_stages(base_width, base_height, width, height, multiple, max_side)
+    return plan_stages(base_width, base_height, width, height, multiple, max_side, single_pass)

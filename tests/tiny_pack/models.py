@@ -4,7 +4,8 @@ Each builder returns a ``comfy.model_patcher.ModelPatcher`` around a real ``comf
 model whose config is a shrunk copy of the family's ``comfy.supported_models`` config. Weights are
 drawn ``normal_(0, 0.02)`` from a fixed seed (``comfy.ops`` layers skip initialisation, so without
 this they would hold garbage). Conditioning builders give context of the right width; ``build_vae``
-gives a real ``comfy.sd.VAE`` around a narrow SD-style ``AutoencoderKL`` (8x, 4 latent channels).
+gives a real ``comfy.sd.VAE`` around a narrow SD-style ``AutoencoderKL`` (8x, 4 latent channels),
+``build_video_vae`` one around a narrow Wan 2.1 video VAE (8x, 4 frames per latent frame, 16 channels).
 
 Test-only: imported by the tiny node pack (for the server) and by in-process tests.
 """
@@ -144,6 +145,18 @@ def random_vae(config: dict, seed: int = 0) -> comfy.sd.VAE:
 def build_vae(seed: int = 0) -> comfy.sd.VAE:
     """The tiny VAE: SD1.x/SDXL latent layout, narrowest width."""
     return random_vae(_VAE_CONFIG, seed)
+
+
+def build_video_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The tiny Wan 2.1 VAE: the tiny Wan model's latent layout, the host's own WanVAE at width 8."""
+    from comfy.ldm.wan.vae import WanVAE
+
+    shapes = WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                    temperal_downsample=[False, True, True], dropout=0.0).state_dict()
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {name: torch.randn(value.shape, generator=generator) * 0.02 if value.is_floating_point() else value
+                  for name, value in shapes.items()}
+    return comfy.sd.VAE(sd=state_dict)  # the host detects the Wan 2.1 layout from the keys
 
 
 def build_controlnet(family: str = "sd15", seed: int = 1):
