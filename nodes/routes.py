@@ -4,7 +4,9 @@ The browser shows the Self-Cascade KSampler's stages while the user edits it. It
 instead of re-implementing the planner in JavaScript. Query (all optional): ``base_width``/
 ``base_height`` (pixels; leave both out when the base comes from an unknown latent), ``scale_by``,
 ``target_width``, ``target_height``, ``steps``, ``scheduler``, ``k``, ``later_k``, ``stage_steps``
-and ``multiple`` (the model's size multiple, 8 unless known), as on the node.
+and ``multiple`` (the model's size multiple, 8 unless known), as on the node; ``upscale=1`` plans
+for Self-Cascade Upscale: the base is its input image (encoded, not sampled: 0 steps), and a target
+not larger than it is one pass at the target size.
 
 The answer is ``{"stages": [{"width", "height", "steps", "k"}, ...] or null, "high_res": [{"k",
 "steps"}, ...], "notes", "schedule"}``: ``stages`` starts with the base (``k`` null); ``high_res``
@@ -43,7 +45,8 @@ SCHEDULE_NOTE = ("steps per stage follow the SD-style discrete schedule, as no m
                  "the sampler cuts its own model's schedule when it runs")
 TOO_SLOW = (f"the server could not plan these settings within {ROUTE_TIME_LIMIT_S:g} s (it may be busy); "
             "the plan is checked again when a setting changes, or lower steps or stage_steps")
-PLAN_QUERY = (limits.BASE_WIDTH, limits.BASE_HEIGHT, *limits.CASCADE, limits.SIZE_MULTIPLE, limits.SCHEDULER)
+PLAN_QUERY = (limits.BASE_WIDTH, limits.BASE_HEIGHT, *limits.CASCADE, limits.SIZE_MULTIPLE, limits.SCHEDULER,
+              limits.UPSCALE_PLAN)
 
 _route_thread: Optional[ThreadPoolExecutor] = None
 
@@ -100,9 +103,11 @@ def plan_response(settings: dict, stop_check: StopCheck) -> dict:
     answer = {"stages": None, "high_res": [{"k": k, "steps": steps_of_k[k]} for k in ks], "notes": [],
               "schedule": SCHEDULE_NOTE}
     if s["base_width"] > 0 and s["base_height"] > 0:
+        upscale = s["upscale"] == 1
         plan = plan_from_settings(s["base_width"], s["base_height"], s["scale_by"], s["target_width"],
-                                  s["target_height"], s["multiple"], limits.MAX_SIDE)
-        answer["stages"] = [{"width": plan.base.width, "height": plan.base.height, "steps": s["steps"], "k": None}]
+                                  s["target_height"], s["multiple"], limits.MAX_SIDE, single_pass=upscale)
+        answer["stages"] = [{"width": plan.base.width, "height": plan.base.height, "steps": 0 if upscale else s["steps"],
+                             "k": None}]
         answer["stages"] += [{"width": size.width, "height": size.height, "k": cascade.k_of_stage(index),
                               "steps": steps_of_k[cascade.k_of_stage(index)]}
                              for index, size in enumerate(plan.stages[1:], start=1)]

@@ -104,6 +104,7 @@ BASE_WIDTH = Limit("base_width", 0, 0, MAX_SIDE)  # the plan route's base; 0: no
 BASE_HEIGHT = Limit("base_height", 0, 0, MAX_SIDE)
 SIZE_MULTIPLE = Limit("multiple", 8, 1, 64)  # a model's pixel-size multiple (8; 16 for 2x2-patch DiTs)
 SCHEDULER = Name("scheduler", "normal")
+UPSCALE_PLAN = Limit("upscale", 0, 0, 1)  # the plan route: 1 plans for Self-Cascade Upscale (its base is the image)
 
 # the Self-Cascade KSampler's cascade settings, checked again when it runs (a prompt's JSON may carry NaN)
 CASCADE = (STEPS, STAGE_STEPS, K, LATER_K, SCALE_BY, TARGET_WIDTH, TARGET_HEIGHT)

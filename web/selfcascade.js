@@ -1,25 +1,28 @@
-// Self-Cascade web extension: a Self-Cascade KSampler shows its stage plan (sizes, steps per stage,
-// K) while you edit, warns before queueing settings the planner rejects, and shows the per-stage
-// report of its last run, also inside subgraphs. The plan comes from the one Python planner through
-// GET /selfcascade/plan (nodes/routes.py), the size multiple of the connected model's family from
-// GET /selfcascade/family; nothing about stages or families is computed here.
+// Self-Cascade web extension: a Self-Cascade KSampler or Self-Cascade Upscale shows its stage plan
+// (sizes, steps per stage, K) while you edit, warns before queueing settings the planner rejects, and
+// shows the per-stage report of its last run, also inside subgraphs. The plan comes from the one
+// Python planner through GET /selfcascade/plan (nodes/routes.py), the size multiple of the connected
+// model's family from GET /selfcascade/family; nothing about stages or families is computed here.
 //
 // No timers poll the graph: a change anywhere (a widget, a link, a node added or removed, a workflow
 // loaded, any edit the frontend's change tracker sees) schedules one debounced refresh, and each
-// panel asks the route only when its query changed.
+// panel asks the route only when its query changed. (One bounded wait: an image loader's picture,
+// which arrives after the graph loads, for the upscaler's input size.)
 const { app } = window.comfyAPI.app;
 const { api } = window.comfyAPI.api;
 
 const PANEL = "cascade_plan";
 // Nodes that get a plan panel: the settings the plan depends on (sent to the route under the same
-// names), the input whose latent sets the base size and the input that carries the model.
+// names), the input whose latent sets the base size (or, for the upscaler, whose image is the
+// encoded first pivot) and the input that carries the model.
+const CASCADE_SETTINGS = ["scale_by", "target_width", "target_height", "k", "later_k", "steps", "scheduler", "stage_steps"];
 const PANEL_NODES = {
-  SelfCascadeKSampler: {
-    settings: ["scale_by", "target_width", "target_height", "k", "later_k", "steps", "scheduler", "stage_steps"],
-    latent: "latent_image",
-    model: "model",
-  },
+  SelfCascadeKSampler: { settings: CASCADE_SETTINGS, latent: "latent_image", model: "model" },
+  SelfCascadeUpscale: { settings: CASCADE_SETTINGS, image: "image", model: "model" },
 };
+const IMAGE_LOADERS = ["LoadImage", "LoadImageOutput"]; // nodes that show the picture they load (node.imgs)
+const IMAGE_WAIT_MS = 250; // a loader's picture arrives after the graph loads: look again after this,
+const IMAGE_WAITS = 20; // at most this often per file (a missing file never arrives)
 // empty-latent nodes whose width/height widgets are the base size in pixels
 const SIZED_LATENTS = ["EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"];
 const BASE_LATENT = "SelfCascadeBaseLatent";
@@ -86,8 +89,10 @@ function settingValue(node, name, path, hops = 0) {
   return from.node.widgets?.find((w) => w.name === "value")?.value;
 }
 
-// Base size from the latent's node when it says so; otherwise a phrase for the panel.
+// Base size from the latent's node when it says so (the upscaler's: the size of the picture its image
+// loader shows); otherwise a phrase for the panel.
 function baseSize(node, spec, path) {
+  if (spec.image) return imageSize(node, spec, path);
   const slot = node.inputs?.findIndex((input) => input.name === spec.latent) ?? -1;
   const from = slot >= 0 ? source(node, slot, path) : null;
   const latent = from?.node;
@@ -96,6 +101,25 @@ function baseSize(node, spec, path) {
   }
   if (latent?.type === BASE_LATENT) return { from: "the model's native size" };
   return { from: "the latent's size" };
+}
+
+function imageSize(node, spec, path) {
+  const slot = node.inputs?.findIndex((input) => input.name === spec.image) ?? -1;
+  const loader = (slot >= 0 ? source(node, slot, path) : null)?.node;
+  const picture = loader?.imgs?.[0];
+  if (picture?.naturalWidth) return { width: picture.naturalWidth, height: picture.naturalHeight };
+  if (IMAGE_LOADERS.includes(loader?.type)) waitForPicture(loader);
+  return { from: "the image's size" };
+}
+
+const pictureWaits = new WeakMap(); // image loader node -> {file, tries}
+
+function waitForPicture(loader) {
+  const file = loader.widgets?.find((w) => w.name === "image")?.value;
+  const waited = pictureWaits.get(loader);
+  const tries = waited?.file === file ? waited.tries + 1 : 1;
+  pictureWaits.set(loader, { file, tries });
+  if (tries <= IMAGE_WAITS) setTimeout(scheduleRefresh, IMAGE_WAIT_MS);
 }
 
 // The loader behind the model input, through MODEL pass-through nodes (LoRA loaders, ModelSampling*,
@@ -140,15 +164,16 @@ function familyOf(loader) {
 
 // ---- the panel ----------------------------------------------------------------------------------
 
-function planText(answer, baseFrom, family, notes) {
+function planText(answer, baseFrom, family, notes, upscale) {
   if (answer.error) return `⚠ ${answer.error}`;
   const lines = [family ? `Plan (${family.family}, sizes in multiples of ${family.size_multiple} px):` : "Plan:"];
+  const base = upscale ? "  input    " : "  base     "; // the upscaler's input is encoded, not sampled
   if (answer.stages) {
     answer.stages.forEach((stage, index) => lines.push(index === 0
-      ? `  base     ${stage.width}x${stage.height}  ${stage.steps} steps`
+      ? `${base}${stage.width}x${stage.height}  ${upscale ? "(encoded)" : `${stage.steps} steps`}`
       : `  stage ${index}  ${stage.width}x${stage.height}  K ${stage.k.toFixed(2)}  ${stage.steps} steps`));
   } else {
-    lines.push(`  base     ${baseFrom} (sizes planned at run time)`);
+    lines.push(`${base}${baseFrom} (sizes planned at run time)`);
     answer.high_res.forEach((stage, index) => lines.push(
       `  ${index === 0 ? "stage 1" : "later stages"}  K ${stage.k.toFixed(2)}  ${stage.steps} steps`));
   }
@@ -192,6 +217,7 @@ function addPanel(node, spec) {
       if (value !== undefined && value !== null) query.set(name, value);
     }
     query.set("multiple", family?.size_multiple ?? ASSUMED_MULTIPLE);
+    if (spec.image) query.set("upscale", 1);
     const notes = [];
     if (!family) notes.push(`model family unknown here: planned in multiples of ${ASSUMED_MULTIPLE} px; `
       + "the run uses the model's own (Flux, SD3, Wan: 16)");
@@ -208,7 +234,7 @@ function addPanel(node, spec) {
     }
     if (request !== state.asked) return; // the settings changed while this answer was on its way
     state.error = answer.error ?? null;
-    plan.textContent = planText(answer, base.from, family, notes);
+    plan.textContent = planText(answer, base.from, family, notes, Boolean(spec.image));
     element.title = answer.schedule ?? "";
   };
 

@@ -63,6 +63,22 @@ def test_plan_follows_the_settings_and_the_latent(page):
     assert "stage 1  1536x1024  K 0.50  25 steps" in plan and "stage 2  3072x2048  K 0.30  15 steps" in plan
 
 
+def test_upscale_plans_from_the_loaded_image(page):
+    """Self-Cascade Upscale's panel: the input is the image Load Image shows (64x64 here), encoded, not sampled."""
+    workflow = REPO / "workflows" / "upscale_existing_image.json"
+    page.helper("load", json.loads(workflow.read_text()), workflow.name)
+    upscale = page.helper("nodeIdsOfType", "SelfCascadeUpscale")[0]
+    plan = panel_when(page, upscale, "input    64x64  (encoded)")
+    assert "stage 1  128x128  K 0.50  16 steps" in plan and "stage 2" not in plan  # karras: 16 of 30 below K
+
+    page.helper("setWidget", upscale, "scale_by", 4.0)
+    plan = panel_when(page, upscale, "stage 2")
+    assert "stage 2  256x256  K 0.50  16 steps" in plan
+    page.helper("setWidget", upscale, "target_width", 32)
+    page.helper("setWidget", upscale, "target_height", 32)
+    assert "one pass at the target size" in panel_when(page, upscale, "stage 1  32x32", lacks="stage 2")
+
+
 def test_invalid_settings_warn_before_queueing_with_the_planners_message(page, browser_server):
     page.helper("build", {"nodes": [
         {"key": "model", "type": "TinyModelLoader", "widgets": {"family": "sd15"}},

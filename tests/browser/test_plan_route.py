@@ -38,6 +38,19 @@ def test_route_rounds_and_says_so(browser_server):
     assert answer["notes"] == list(plan_from_settings(1024, 1024, 2.0, 2050, 2050, 16).notes)
 
 
+def test_route_plans_an_upscale_from_the_input_image_and_a_smaller_target_as_one_pass(browser_server):
+    answer = plan(browser_server.url, base_width=512, base_height=512, scale_by=4, steps=30, k=0.5, upscale=1)
+    steps = len(pivot_sigmas(comfy.model_sampling.ModelSamplingDiscrete(), "normal", 30, 0.5)) - 1
+    assert [(s["width"], s["steps"], s["k"]) for s in answer["stages"]] == [(512, 0, None), (1024, steps, 0.5),
+                                                                           (2048, steps, 0.5)]
+    smaller = plan(browser_server.url, base_width=512, base_height=512, target_width=256, target_height=256, upscale=1)
+    assert [(s["width"], s["height"], s["k"]) for s in smaller["stages"]] == [(512, 512, None), (256, 256, 0.7)]
+    assert smaller["notes"] == ["target 256x256 is not larger than the input 512x512: one pass at the target size, "
+                                "no cascade"]
+    # the KSampler's base is sampled: the same target there is a single stage with no cascade
+    assert len(plan(browser_server.url, base_width=512, base_height=512, target_width=256, target_height=256)["stages"]) == 1
+
+
 def test_route_without_a_base_gives_the_stage_steps_only(browser_server):
     answer = plan(browser_server.url, steps=50)
     assert answer["stages"] is None and answer["high_res"] == [{"k": 0.7, "steps": 35}]  # the paper's 35 of 50
