@@ -208,6 +208,50 @@ WORKFLOWS: dict[str, list[dict]] = {
         node("save", "SaveAnimatedWEBP", {"images": ("decode", "IMAGE")}, filename_prefix="selfcascade/wan_1664x960",
              fps=16.0, lossless=False, quality=90, method="default"),
     ],
+    "upscale_existing_image": [
+        note("Self-Cascade Upscale: a picture you already have, 2x per side (SDXL).\n\n"
+             "Load Image: pick your image (a generation you liked, a photo). It is encoded once and is the\n"
+             "first pivot; each stage (at most 2x per side) upsamples the clean result, re-noises it to\n"
+             "t = K and denoises it with your model and prompt; the result is decoded. scale_by 4 runs two\n"
+             "stages. Describe the picture in the positive prompt.\n"
+             "k is how much the first stage may change: 0.3-0.5 keeps the composition and adds detail,\n"
+             "0.7 and above repaints (see the README's measurements). tile auto decodes in tiles above\n"
+             "2048x2048 or when ComfyUI estimates the VAE will not fit; the node's panel reports it."),
+        *checkpoint("sd_xl_base_1.0.safetensors"),
+        node("image", "LoadImage", image="example.png"),
+        node("upscale", "SelfCascadeUpscale", {"image": ("image", "IMAGE"), "vae": ("ckpt", "VAE"),
+                                               "model": ("ckpt", "MODEL"), "positive": ("pos", "CONDITIONING"),
+                                               "negative": ("neg", "CONDITIONING")},
+             seed=42, steps=30, cfg=6.0, sampler_name="dpmpp_2m", scheduler="karras", scale_by=2.0, k=0.5,
+             later_k=0.0, upscale_method="bilinear", tile="auto", tile_size=512),
+        node("save", "SaveImage", {"images": ("upscale", "IMAGE")}, filename_prefix="selfcascade/upscaled"),
+    ],
+    "upscale_video_frames": [
+        note("Self-Cascade Upscale on video frames: Wan 2.1 T2V 1.3B, 2x per side (e.g. 832x480 -> 1664x960).\n\n"
+             "Load Video: pick your clip. Get Video Components splits it into frames, audio and frame rate;\n"
+             "the frames go through the Wan VAE as one clip (a video latent), are upscaled with the same\n"
+             "stages as images, decoded, and Create Video puts the audio and frame rate back.\n"
+             "The frame count is kept (clips that are not 4n + 1 frames are padded for the VAE and cut back).\n"
+             "ModelSamplingSD3 shift 8 is Wan's schedule; k 0.5 keeps the motion and composition."),
+        node("unet", "UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default"),
+        node("clip", "CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan"),
+        node("vae", "VAELoader", vae_name="wan_2.1_vae.safetensors"),
+        node("shift", "ModelSamplingSD3", {"model": ("unet", "MODEL")}, shift=8.0),
+        node("pos", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Positive",
+             text="a detailed, sharp video, natural motion, high resolution"),
+        node("neg", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Negative", text=NEGATIVE),
+        node("video", "LoadVideo", file="input_video.mp4"),
+        node("frames", "GetVideoComponents", {"video": ("video", "VIDEO")}),
+        node("upscale", "SelfCascadeUpscale", {"image": ("frames", "images"), "vae": ("vae", "VAE"),
+                                               "model": ("shift", "MODEL"), "positive": ("pos", "CONDITIONING"),
+                                               "negative": ("neg", "CONDITIONING")},
+             seed=42, steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple", scale_by=2.0, k=0.5,
+             later_k=0.0, upscale_method="bilinear", tile="auto", tile_size=512),
+        node("assemble", "CreateVideo", {"images": ("upscale", "IMAGE"), "fps": ("frames", "fps"),
+                                         "audio": ("frames", "audio")}),
+        node("save", "SaveVideo", {"video": ("assemble", "VIDEO")}, filename_prefix="selfcascade/upscaled_video",
+             format="auto", codec="auto"),
+    ],
     "train_upsampler_adapter": [
         note("Train your own upsampler adapter (Self-Cascade's cheap tuning), then try it.\n\n"
              "Put 50+ images of at least 2048x2048 in ComfyUI/input/upsampler_training.\n"

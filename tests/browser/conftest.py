@@ -2,11 +2,12 @@
 
 The server is the test harness's (``tests/server/harness.py``): this checkout and the tiny test pack
 as its custom nodes, plus an ``upsampler_adapters`` folder holding one adapter made for the tiny
-SDXL model and two images in ``input/upsampler_training``, so the tuned and training workflows run
-too, and a ``checkpoints`` folder holding the tiny Flux model saved as a checkpoint
-(``TINY_FLUX_CHECKPOINT``), whose family the panel asks the family route for. ``page`` is the session's ``Frontend``; a test fails when the page logged an error (known
-frontend noise aside) while it ran. With
-``SELFCASCADE_SCREENSHOTS=1`` the tests also refresh the committed pictures (see ``screenshots``).
+SDXL model, two images in ``input/upsampler_training`` and a picture and a clip for Load Image and
+Load Video in ``input``, so the tuned, training and upscale workflows run too, and a ``checkpoints``
+folder holding the tiny Flux model saved as a checkpoint (``TINY_FLUX_CHECKPOINT``), whose family
+the panel asks the family route for. ``page`` is the session's ``Frontend``; a test fails when the
+page logged an error (known frontend noise aside) while it ran. With ``SELFCASCADE_SCREENSHOTS=1``
+the tests also refresh the committed pictures (see ``screenshots``).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from harness import ComfyServer  # noqa: E402
 
 from frontend import Frontend  # noqa: E402
-from tiny_swap import TINY_ADAPTER, TINY_FLUX_CHECKPOINT  # noqa: E402
+from tiny_swap import (INPUT_IMAGE, INPUT_IMAGE_SIZE, INPUT_VIDEO, INPUT_VIDEO_FRAMES, INPUT_VIDEO_SIZE,  # noqa: E402
+                       TINY_ADAPTER, TINY_FLUX_CHECKPOINT)
 from tiny_pack.images import write_noise_images  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,11 +47,31 @@ def _checkpoint_folder(folder: Path) -> Path:
     return folder
 
 
+def _input_media(folder: Path) -> None:
+    """What Load Image and Load Video open in the shipped upscale workflows: a picture and a short clip."""
+    import av
+    import torch
+    from PIL import Image
+    from tiny_pack.image_nodes import smooth_images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    to_bytes = lambda images: (images * 255).round().to(torch.uint8).numpy()  # noqa: E731
+    Image.fromarray(to_bytes(smooth_images(1, INPUT_IMAGE_SIZE, INPUT_IMAGE_SIZE, 3, seed=0))[0]).save(folder / INPUT_IMAGE)
+    with av.open(str(folder / INPUT_VIDEO), mode="w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width = stream.height = INPUT_VIDEO_SIZE
+        stream.pix_fmt = "yuv420p"
+        for frame in to_bytes(smooth_images(INPUT_VIDEO_FRAMES, INPUT_VIDEO_SIZE, INPUT_VIDEO_SIZE, 3, seed=1)):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
 @pytest.fixture(scope="session")
 def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
     workdir = tmp_path_factory.mktemp("browser")
     adapters = _tiny_adapter_folder(workdir / "upsampler_adapters")
     write_noise_images(workdir / "input" / "upsampler_training", 2, size=(160, 160))  # where training looks by default
+    _input_media(workdir / "input")
     checkpoints = _checkpoint_folder(workdir / "checkpoints")
     with ComfyServer.for_checkout(workdir, model_paths={"upsampler_adapters": str(adapters),
                                                         "checkpoints": str(checkpoints)}) as server:

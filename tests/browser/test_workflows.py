@@ -2,8 +2,9 @@
 
 Per workflow: ``app.loadGraphData`` flags no missing node, no placeholder and no widget value that
 moved; ``app.graphToPrompt`` exports every node; the export, moved onto the tiny test models (see
-``tiny_swap.py`` and ``RUNS``), is queued from the page; the output has the planned size; and the
-Self-Cascade KSampler's panel shows the run's per-stage report, stage sizes as planned.
+``tiny_swap.py`` and ``RUNS``), is queued from the page; the output has the planned size (and a
+video its frame count); and the panel of each Self-Cascade KSampler and Self-Cascade Upscale shows
+the run's per-stage report, stage sizes as planned.
 
 With ``SELFCASCADE_SCREENSHOTS=1`` each test also writes its workflow's thumbnail for the templates
 browser (``workflows/<name>.jpg``) and, after the run, a picture of each of this pack's nodes
@@ -11,15 +12,18 @@ the first time one appears (``docs/images/<NodeId>.png``).
 """
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
+
+import av
 
 import pytest
 import requests
 from harness import ComfyClient, RunResult
 
-from tiny_swap import SAVE_LATENT_ID, TINY_ADAPTER, TinyRun, to_tiny
+from tiny_swap import INPUT_VIDEO_FRAMES, SAVE_LATENT_ID, TINY_ADAPTER, TinyRun, to_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
@@ -27,6 +31,7 @@ RUN_TIMEOUT_S = 240
 VIRTUAL_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 PICTURES = REPO / "docs" / "images"
 PACK_NODES = {path.stem for path in (REPO / "web" / "docs").glob("*.md")}
+PANEL_NODES = ("SelfCascadeKSampler", "SelfCascadeUpscale")
 pictured: set[str] = set()  # node types pictured in this session
 
 RUNS = {
@@ -47,6 +52,10 @@ RUNS = {
     "self_cascade_demo": TinyRun(None, base=(32, 32), expect=(128, 128), why="the shipped demo model runs as is"),
     "wan21_video_tuning_free": TinyRun("wan", base=(64, 64), target=(128, 128), expect=(128, 128),
                                        latent_output=True, why="no tiny Wan VAE: the video latent is saved"),
+    "upscale_existing_image": TinyRun("sdxl", base=(64, 64), expect=(128, 128),
+                                      why="Load Image opens the 64x64 example.png the tests put in the input folder"),
+    "upscale_video_frames": TinyRun("wan", base=(32, 32), expect=(64, 64),
+                                    why="Load Video opens a 6-frame 32x32 clip the tests put in the input folder"),
 }
 
 
@@ -61,24 +70,37 @@ def wait_for_history(client: ComfyClient, prompt_id: str) -> RunResult:
     raise TimeoutError(f"prompt {prompt_id} did not finish within {RUN_TIMEOUT_S} s")
 
 
+def video_frames(result: RunResult, node_id: str) -> list:
+    """The frames of the video a Save Video node wrote, decoded."""
+    with av.open(io.BytesIO(result.client.view(result.files(node_id, "images")[0]))) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
 def output_size(result: RunResult, tiny: dict) -> tuple[int, int]:
     if SAVE_LATENT_ID in tiny:
         latent = result.latent(SAVE_LATENT_ID)
         return latent.shape[-1] * 8, latent.shape[-2] * 8
+    video = next((node_id for node_id, node in tiny.items() if node["class_type"] == "SaveVideo"), None)
+    if video is not None:
+        frames = video_frames(result, video)
+        assert len(frames) == INPUT_VIDEO_FRAMES, "the upscaled clip lost or gained frames"
+        return frames[0].shape[1], frames[0].shape[0]
     save = next(node_id for node_id, node in tiny.items() if node["class_type"] == "SaveImage")
     return result.images(save)[0].size
 
 
 def planned_stage_lines(url: str, sampler: dict, base: tuple[int, int], expect: tuple[int, int]) -> list[str]:
     """The stage sizes the plan route gives for the sampler's (tiny) settings, as the report writes them."""
+    upscale = sampler["class_type"] == "SelfCascadeUpscale"
     settings = {name: sampler["inputs"][name] for name in ("scale_by", "target_width", "target_height", "steps",
                                                            "scheduler", "k", "later_k", "stage_steps")}
     for name, side in (("target_width", expect[0]), ("target_height", expect[1])):
         if isinstance(settings[name], list):  # linked to a Self-Cascade Base Latent: the run's final size
             settings[name] = side
-    answer = requests.get(f"{url}/selfcascade/plan", params={**settings, "base_width": base[0],
-                                                             "base_height": base[1]}, timeout=30).json()
-    return [f"{'base' if i == 0 else f'stage {i}'}: {s['width']}x{s['height']}" for i, s in enumerate(answer["stages"])]
+    answer = requests.get(f"{url}/selfcascade/plan", params={**settings, "base_width": base[0], "base_height": base[1],
+                                                             "upscale": int(upscale)}, timeout=30).json()
+    first = "input" if upscale else "base"
+    return [f"{first if i == 0 else f'stage {i}'}: {s['width']}x{s['height']}" for i, s in enumerate(answer["stages"])]
 
 
 def take_pictures(page, name: str, workflow: dict) -> None:
@@ -123,9 +145,9 @@ def test_workflow_opens_exports_and_runs(page, browser_server, screenshots, path
         result = wait_for_history(client, prompt_id)
         assert output_size(result, tiny) == run.expect
 
-    for sampler_id in page.helper("nodeIdsOfType", "SelfCascadeKSampler"):
+    for sampler_id in [node_id for kind in PANEL_NODES for node_id in page.helper("nodeIdsOfType", kind)]:
         report = result.text(str(sampler_id))
-        stages = [line.split(",")[0] for line in report.splitlines() if line.startswith(("base", "stage"))]
+        stages = [line.split(",")[0] for line in report.splitlines() if line.startswith(("base", "input", "stage"))]
         assert stages == planned_stage_lines(browser_server.url, tiny[str(sampler_id)], run.base, run.expect)
         panel = page.evaluate("""async (id) => {
             for (let i = 0; i < 100; i++) {

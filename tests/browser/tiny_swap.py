@@ -3,13 +3,14 @@
 ``to_tiny(prompt, run)`` takes the API prompt the frontend exported (``graphToPrompt().output``) and
 returns a copy where:
 - checkpoint and UNet loaders give ``TinyModelLoader(run.family)``; VAE loaders and a checkpoint's
-  VAE output give ``TinyVAE`` (SD's 4-channel layout); CLIP loaders go, and every CLIPTextEncode
-  becomes ``TinyConditioning(run.family)``;
+  VAE output give ``TinyVAE`` (SD's 4-channel layout), or ``TinyVideoVAE`` for the Wan family; CLIP
+  loaders go, and every CLIPTextEncode becomes ``TinyConditioning(run.family)``;
 - a LoRA loader and a ControlNet apply node are bypassed (no tiny LoRA or ControlNet exists; the
   cascade's ControlNet composition is tested in tests/integration), their inputs go straight through;
 - empty latents are ``run.base`` pixels; Self-Cascade Base Latent, whose native sizes are too big
   for a CPU, becomes an empty latent of ``run.base`` and its target outputs become ``run.target``;
-- samplers and Pivot Reschedule run ``STEPS`` steps; an upsampler adapter file is ``run.adapter``;
+- samplers, Self-Cascade Upscale and Pivot Reschedule run ``STEPS`` steps; an upsampler adapter file is
+  ``run.adapter``; Load Image and Load Video read what the browser tests put in the server's input folder;
 - ``run.overrides`` sets inputs by node type (e.g. a short training run);
 - for families without a tiny VAE of their latent layout (``run.latent_output``), decoding and
   saving images is replaced by a SaveLatent of the sampler's result.
@@ -22,15 +23,18 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 STEPS = 4
+INPUT_IMAGE = "example.png"  # Load Image's file in the shipped workflows, as in ComfyUI's own input folder
+INPUT_VIDEO = "input_video.mp4"  # Load Video's file in the shipped workflows
+INPUT_IMAGE_SIZE, INPUT_VIDEO_SIZE, INPUT_VIDEO_FRAMES = 64, 32, 6  # 6 frames: not 4n + 1, padded for the Wan VAE
 TINY_ADAPTER = "tiny_sdxl.safetensors"  # made for the tiny SDXL model by conftest.py
 TINY_FLUX_CHECKPOINT = "tiny_flux.safetensors"  # the tiny Flux model as a checkpoint, by conftest.py
 TINY_VAE_ID = "tiny_vae"
 SAVE_LATENT_ID = "tiny_save_latent"
 MODEL_LOADERS = {"CheckpointLoaderSimple", "UNETLoader"}
-DROPPED = {"CLIPLoader", "DualCLIPLoader", "ControlNetLoader", "LoadImage", "Canny"}
+DROPPED = {"CLIPLoader", "DualCLIPLoader", "ControlNetLoader", "Canny"}
 BYPASSED = {"LoraLoader": ("model", "clip"), "ControlNetApplyAdvanced": ("positive", "negative")}
 IMAGE_OUTPUT = {"VAEDecode", "VAEDecodeTiled", "SaveImage", "SaveAnimatedWEBP"}
-STEPPED = {"SelfCascadeKSampler", "KSampler", "SelfCascadePivotReschedule"}
+STEPPED = {"SelfCascadeKSampler", "SelfCascadeUpscale", "KSampler", "SelfCascadePivotReschedule"}
 SAMPLERS = ("SelfCascadeKSampler", "SamplerCustom")
 
 
@@ -55,6 +59,10 @@ def _empty_latent(run: TinyRun) -> dict:
     return {"class_type": kind, "inputs": {"width": width, "height": height, "batch_size": 1}}
 
 
+def _tiny_vae(run: TinyRun) -> dict:
+    return {"class_type": "TinyVideoVAE" if run.family == "wan" else "TinyVAE", "inputs": {"seed": 0}}
+
+
 def to_tiny(prompt: dict, run: TinyRun) -> dict:
     tiny = copy.deepcopy(prompt)
     if run.family is None:
@@ -69,7 +77,7 @@ def to_tiny(prompt: dict, run: TinyRun) -> dict:
             tiny[node_id] = {"class_type": "TinyModelLoader", "inputs": {"family": run.family, "seed": 0}}
             redirect[(node_id, 2)] = [TINY_VAE_ID, 0]  # a checkpoint's VAE
         elif kind == "VAELoader":
-            tiny[node_id] = {"class_type": "TinyVAE", "inputs": {"seed": 0}}
+            tiny[node_id] = _tiny_vae(run)
         elif kind == "CLIPTextEncode":
             tiny[node_id] = {"class_type": "TinyConditioning", "inputs": {"family": run.family, "seed": int(node_id)}}
         elif kind in DROPPED:
@@ -89,9 +97,9 @@ def to_tiny(prompt: dict, run: TinyRun) -> dict:
             inputs["steps"] = STEPS
         if node_id in tiny:
             tiny[node_id]["inputs"].update(run.overrides.get(kind, {}))
-    tiny[TINY_VAE_ID] = {"class_type": "TinyVAE", "inputs": {"seed": 0}}
+    tiny[TINY_VAE_ID] = _tiny_vae(run)
     if run.latent_output:
-        for node_id in [i for i, n in tiny.items() if n["class_type"] in IMAGE_OUTPUT | {"TinyVAE"}]:
+        for node_id in [i for i, n in tiny.items() if n["class_type"] in IMAGE_OUTPUT | {"TinyVAE", "TinyVideoVAE"}]:
             del tiny[node_id]
         sampler = next(i for i, n in tiny.items() if n["class_type"] in SAMPLERS)
         tiny[SAVE_LATENT_ID] = {"class_type": "SaveLatent",
