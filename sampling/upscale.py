@@ -132,7 +132,7 @@ def _pixel_shape(vae, pixels: torch.Tensor) -> tuple[int, ...]:
     return frames, channels, height, width
 
 
-def _tiling(vae, mode: str, frame_pixels: int, estimate: float) -> tuple[bool, str]:
+def tiling(vae, mode: str, frame_pixels: int, estimate: float) -> tuple[bool, str]:
     """Whether to tile a pass, and why, in words for the report."""
     if mode != "auto":
         return mode == "always", f"tile = {mode}"
@@ -149,7 +149,7 @@ def _tiling(vae, mode: str, frame_pixels: int, estimate: float) -> tuple[bool, s
 def encode(vae, pixels: torch.Tensor, tile: str, tile_size: int, video: bool) -> tuple[dict, VaePass]:
     """``pixels`` through VAE Encode, or VAE Encode (Tiled) with ``tile_size`` px tiles."""
     started = time.perf_counter()
-    tiled, reason = _tiling(vae, tile, pixels.shape[1] * pixels.shape[2],
+    tiled, reason = tiling(vae, tile, pixels.shape[1] * pixels.shape[2],
                             vae.memory_used_encode(_pixel_shape(vae, pixels), vae.vae_dtype))
     if tiled:
         (latent,) = host_nodes.VAEEncodeTiled().encode(vae, pixels, tile_size, tile_size // 8, TEMPORAL_TILE,
@@ -165,7 +165,7 @@ def decode(vae, latent: dict, frames: int, tile: str, tile_size: int, video: boo
     started = time.perf_counter()
     samples = latent["samples"]
     factor = vae.spacial_compression_decode()
-    tiled, reason = _tiling(vae, tile, samples.shape[-1] * samples.shape[-2] * factor * factor,
+    tiled, reason = tiling(vae, tile, samples.shape[-1] * samples.shape[-2] * factor * factor,
                             vae.memory_used_decode(samples.shape, vae.vae_dtype))
     if tiled:
         (images,) = host_nodes.VAEDecodeTiled().decode(vae, latent, tile_size, tile_size // 8, TEMPORAL_TILE,
