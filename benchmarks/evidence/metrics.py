@@ -5,6 +5,8 @@
   renders (checked by the "real renders" row of the table). Every saturated blob of at least
   ``MIN_OBJECT_AREA`` pixels is an object, whatever its size: a model that repeats discs at its
   training scale draws small discs at high resolution, and those are the duplicates to count.
+  Their centres of mass locate them, so an upscaler's output can be checked against its input's
+  discs (``centre_displacement``).
 * Detail: the power above the 32x32 frame's Nyquist frequency (detail no native sample can hold)
   as a ratio to real renders of the family at the same size (1 = as much fine detail as real), and
   a patch Fréchet distance: Gaussian fits of mean-removed 8x8 luminance patches of the generated
@@ -41,6 +43,30 @@ def count_objects(images: torch.Tensor) -> list[int]:
         areas = np.bincount(labels.ravel(), minlength=found + 1)[1:]
         counts.append(int((areas >= MIN_OBJECT_AREA).sum()))
     return counts
+
+
+def object_centres(images: torch.Tensor) -> list[np.ndarray]:
+    """Per image, the centres (x, y in frame units, 0..1) of the objects ``count_objects`` counts.
+
+    Each centre is the saturation-weighted centre of mass of its blob: sub-pixel, as edges are anti-aliased.
+    """
+    saturation = (images.amax(1) - images.amin(1)).cpu().numpy()
+    centres = []
+    for weights in saturation:
+        labels, found = scipy.ndimage.label(weights > SATURATION_THRESHOLD)
+        areas = np.bincount(labels.ravel(), minlength=found + 1)[1:]
+        kept = [index + 1 for index in np.flatnonzero(areas >= MIN_OBJECT_AREA)]
+        yx = np.array(scipy.ndimage.center_of_mass(weights, labels, kept), dtype=float).reshape(-1, 2)
+        centres.append((yx[:, ::-1] + 0.5) / np.array([weights.shape[1], weights.shape[0]]))
+    return centres
+
+
+def centre_displacement(reference: np.ndarray, found: np.ndarray) -> float:
+    """Mean distance from each reference centre to the nearest found one (frame units); NaN if none was found."""
+    if len(reference) == 0 or len(found) == 0:
+        return float("nan")
+    distances = np.linalg.norm(reference[:, None, :] - found[None, :, :], axis=-1)
+    return float(distances.min(axis=1).mean())
 
 
 def count_fidelity(counts: Sequence[int], prompted: Sequence[int]) -> float:
