@@ -42,8 +42,8 @@ class SelfCascadeUpscale(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="What the image shows (a short description helps)."),
                 io.Conditioning.Input("negative", tooltip="What to avoid."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip=("Stage r uses noise seed seed + r, so the seed of the Self-Cascade KSampler that "
-                                      "made the image continues its cascade exactly.")),
+                             tooltip=("Noise seed: stage r uses seed + r, as stage r of the Self-Cascade KSampler "
+                                      "(and noise_seed of a hand-built stage r) does.")),
                 io.Int.Input("steps", **limits.STEPS.schema(),
                              tooltip="Steps of the full schedule; each stage runs the part of it below its K."),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,

@@ -28,6 +28,16 @@ USAGE = {
         "K (the k input) is the main dial: 0.7 is the paper's default; lower it (0.5-0.6) when details "
         "repeat or the image drifts from the base, raise it (0.8) for more new detail. later_k gives the second "
         "and later stages a K of their own (0 keeps k for every stage)."),
+    "SelfCascadeUpscale": (
+        "Load Image (or Get Video Components for a clip) -> Self-Cascade Upscale -> Save Image. Connect the model's "
+        "own VAE and a prompt that describes the picture. The panel lists the stages from the image's size (each at "
+        "most 2x per side) and, after a run, whether encoding and decoding were tiled and how long each stage "
+        "took.\n\n"
+        "k is how much the first stage may change the image: 0.3-0.5 keeps its composition, object count and "
+        "colours while adding detail; 0.7 and above repaints and can move or repeat objects (the README has the "
+        "measurements). later_k gives the second and later stages a K of their own. Stage r uses noise seed "
+        "seed + r, as in the Self-Cascade KSampler, so a hand-built graph with those seeds gives the same result. "
+        "Video models (Wan) get the frames as one clip; image models upscale each frame."),
     "SelfCascadeBaseLatent": (
         "Wire its target_width and target_height outputs into the Self-Cascade KSampler's inputs of the same "
         "names: the base then follows the target's aspect and you set the final size in one place."),
