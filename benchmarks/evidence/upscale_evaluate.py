@@ -129,7 +129,8 @@ _worker: dict = {}
 def _start_worker() -> None:
     torch.set_num_threads(1)
     model, contexts = demo_model.load_weights()
-    _worker.update(model=model, contexts=contexts, vae=demo_model.pixel_vae(), family=detect_family(model))
+    vae = demo_model.pixel_vae()
+    _worker.update(model=model, contexts=contexts, vae=vae, family=detect_family(model, vae))
 
 
 def train_stage_adapter(size: int, s: UpscaleEvalSettings, folder: str) -> dict:

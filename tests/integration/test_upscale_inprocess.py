@@ -50,6 +50,6 @@ def test_the_plan_starts_at_the_size_vae_encode_keeps():
 def test_a_vae_of_another_family_is_refused_before_any_compute():
     flux = build_model("flux")  # an SD VAE (4 channels) for Flux (16): what a wrong Load VAE gives
     with pytest.raises(UpscaleInputError, match="4-channel image latents but this model expects 16-channel image"):
-        check_vae(flux, build_vae(), detect_family(flux))
+        check_vae(flux, build_vae())
     wan = build_model("wan")
-    check_vae(wan, build_video_vae(), detect_family(wan))
+    check_vae(wan, build_video_vae())

@@ -57,7 +57,7 @@ def hand_built(family: str, sizes: tuple[int, ...], prefix: str, adapter: str | 
     loaded = g.node("SelfCascadeLoadUpsamplerAdapter", adapter_name=adapter) if adapter else None
     for index, size in enumerate(sizes, start=1):
         upscaled = g.node("SelfCascadePivotUpscale", samples=current, upscale_method="bilinear", scale_by=2.0,
-                          width=size, height=size, **({"vae": vae} if pixel_pivot else {}))
+                          width=size, height=size, model=model, **({"vae": vae} if pixel_pivot else {}))
         stage_model = model
         if loaded:
             stage_model = g.node("SelfCascadeApplyUpsamplerAdapter", model=model, upsampler_adapter=loaded,
