@@ -87,7 +87,7 @@ def prepare_image(image: torch.Tensor, vae) -> tuple[torch.Tensor, list[str]]:
     if channels == 4:
         image = image[..., :3]
         notes.append("the image's alpha channel was dropped, as VAE Encode does; composite it onto a background "
-                     "first (e.g. Join Image with Alpha) to choose what shows through")
+                     "first (Image Composite Masked) to choose what shows through")
     elif channels != 3:
         raise UpscaleInputError(f"the image has {channels} channels; connect an RGB image (3 channels, or 4 with "
                                 "alpha, which is dropped).")
@@ -150,7 +150,7 @@ def encode(vae, pixels: torch.Tensor, tile: str, tile_size: int, video: bool) ->
     """``pixels`` through VAE Encode, or VAE Encode (Tiled) with ``tile_size`` px tiles."""
     started = time.perf_counter()
     tiled, reason = tiling(vae, tile, pixels.shape[1] * pixels.shape[2],
-                            vae.memory_used_encode(_pixel_shape(vae, pixels), vae.vae_dtype))
+                           vae.memory_used_encode(_pixel_shape(vae, pixels), vae.vae_dtype))
     if tiled:
         (latent,) = host_nodes.VAEEncodeTiled().encode(vae, pixels, tile_size, tile_size // 8, TEMPORAL_TILE,
                                                        TEMPORAL_OVERLAP)
@@ -166,7 +166,7 @@ def decode(vae, latent: dict, frames: int, tile: str, tile_size: int, video: boo
     samples = latent["samples"]
     factor = vae.spacial_compression_decode()
     tiled, reason = tiling(vae, tile, samples.shape[-1] * samples.shape[-2] * factor * factor,
-                            vae.memory_used_decode(samples.shape, vae.vae_dtype))
+                           vae.memory_used_decode(samples.shape, vae.vae_dtype))
     if tiled:
         (images,) = host_nodes.VAEDecodeTiled().decode(vae, latent, tile_size, tile_size // 8, TEMPORAL_TILE,
                                                        TEMPORAL_OVERLAP)
