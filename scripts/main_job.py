@@ -41,7 +41,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", "
 MAX_WORKFLOW_BYTES = 1 << 20
 MAX_NODES = 500
 RUN_TIMEOUT_S = 6 * 3600  # a 4096 px cascade of a full-size model on a small GPU takes a while
-SAVERS = ("SaveImage", "SaveAnimatedWEBP", "SaveLatent")
+SAVERS = ("SaveImage", "SaveAnimatedWEBP", "SaveVideo", "SaveLatent")
+CASCADES = ("SelfCascadeKSampler", "SelfCascadeUpscale")  # nodes whose target, seed and steps the options set
 
 
 class UsageError(Exception):
@@ -127,12 +128,12 @@ def apply_options(prompt: dict, args: argparse.Namespace) -> None:
         if text is not None:
             set_input(prompt, workflow, option, ("CLIPTextEncode",), "text", text, title=title)
     if args.target is not None:
-        sized = "SelfCascadeBaseLatent" if nodes_of(prompt, ("SelfCascadeBaseLatent",)) else "SelfCascadeKSampler"
+        sized = ("SelfCascadeBaseLatent",) if nodes_of(prompt, ("SelfCascadeBaseLatent",)) else CASCADES
         for name, side in zip(("target_width", "target_height"), args.target):
-            set_input(prompt, workflow, "--target", (sized,), name, side)
+            set_input(prompt, workflow, "--target", sized, name, side)
     for option, class_types, name, value in (("--count", ("SelfCascadeDemoModel",), "count", args.count),
-                                             ("--seed", ("SelfCascadeKSampler", "KSampler"), "seed", args.seed),
-                                             ("--steps", ("SelfCascadeKSampler", "KSampler", "SelfCascadePivotReschedule"),
+                                             ("--seed", (*CASCADES, "KSampler"), "seed", args.seed),
+                                             ("--steps", (*CASCADES, "KSampler", "SelfCascadePivotReschedule"),
                                               "steps", args.steps)):
         if value is not None:
             set_input(prompt, workflow, option, class_types, name, value)
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"main_job: {failure_line(error)} (server log kept: {server.log_path})", file=sys.stderr)
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
-    for sampler_id, _ in nodes_of(prompt, ("SelfCascadeKSampler",)):
+    for sampler_id, _ in nodes_of(prompt, CASCADES):
         print(result.text(sampler_id))
     for save_id, _ in nodes_of(prompt, SAVERS):
         for kind, entries in result.outputs.get(save_id, {}).items():
