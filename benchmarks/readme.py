@@ -162,6 +162,101 @@ def provisioning() -> str:
             "Later runs reuse it.\n")
 
 
+# Self-Cascade Upscale on the demo model: what it keeps of the input, first-stage K, colour
+
+UPSCALE_RESULTS = REPO / "benchmarks" / "evidence" / "upscale_results.json"
+KEEPS = 0.95  # a K "keeps the composition" when at least this share of outputs has the input's disc count
+COLOUR_CAST_LEVELS = 2.0  # a mean channel shift above this (of 255) would be drift worth a colour-match option
+
+
+def _interval(estimate: dict, digits: int) -> str:
+    return f"{estimate['value']:.{digits}f} [{estimate['low']:.{digits}f}, {estimate['high']:.{digits}f}]"
+
+
+def _upscale_rows() -> tuple[dict, dict]:
+    run = load(UPSCALE_RESULTS)
+    return run, {(row["scale"], row["method"], row["k"]): row for row in run["rows"]}
+
+
+@block("upscale-evidence")
+def upscale_evidence() -> str:
+    run, rows = _upscale_rows()
+    s, k = run["settings"], run["settings"]["default_k"]
+    lines = [f"Demo model, N = {s['n']} real {32}x{32} renders of one to three discs per row, prompt = the input's "
+             f"count, {s['steps']} {s['sampler']} steps; 95 % intervals (Wilson, bootstrap over images); "
+             "`python benchmarks/evidence/upscale_evaluate.py` ([all rows](benchmarks/evidence/upscale_results.md)). "
+             "Count kept: the output has exactly the input's number of discs; centre shift: distance from each "
+             "input disc to the nearest object of the output, in input pixels; patch FD and HF ratio (fine-detail "
+             "power, 1 = as much as real) against the same scenes rendered at the target size.", "",
+             "| Area | Method | Count kept ↑ | Centre shift (px) ↓ | Patch FD ↓ | HF ratio (→1) | CPU s/image |",
+             "|---|---|---|---|---|---|---:|"]
+    for scale in (2, 4):
+        for method, row_k in (("bicubic", None), ("hires fix", None), ("upscale", k), ("upscale + adapter", k)):
+            row = rows[(scale, method, row_k)]
+            lines.append(f"| {scale * scale}x | {row['label']} | {_interval(row['count_kept'], 3)} "
+                         f"| {_interval(row['centre_shift_px'], 2)} | {_interval(row['patch_fd'], 1)} "
+                         f"| {_interval(row['hf_ratio'], 3)} | {row['seconds_per_image']:.2f} |")
+    ours, bicubic, hires, tuned = (rows[(4, m, mk)] for m, mk in (("upscale", k), ("bicubic", None),
+                                                                  ("hires fix", None), ("upscale + adapter", k)))
+    lines += ["", f"At 16x area, Self-Cascade Upscale (K {k}) keeps the input's count in "
+              f"{ours['count_kept']['value']:.0%} of images (bicubic {bicubic['count_kept']['value']:.0%}, one hires-fix "
+              f"pass {hires['count_kept']['value']:.0%}), moves disc centres by {ours['centre_shift_px']['value']:.2f} "
+              f"input px on average (bicubic {bicubic['centre_shift_px']['value']:.2f}), and brings the patch FD from "
+              f"bicubic's {bicubic['patch_fd']['value']:.0f} to {ours['patch_fd']['value']:.0f} (hires fix "
+              f"{hires['patch_fd']['value']:.0f}; with the lite adapter {tuned['patch_fd']['value']:.0f}) in "
+              f"{ours['seconds_per_image'] / hires['seconds_per_image']:.2f}x the hires-fix pass's CPU time."]
+    return "\n".join(lines) + "\n"
+
+
+@block("upscale-k")
+def upscale_k() -> str:
+    run, rows = _upscale_rows()
+    ks = sorted({row["k"] for row in run["rows"] if row["method"] == "upscale"})
+    lines = ["| First-stage `k` | 4x: count kept | 4x: extra objects | 4x: centre shift (px) | 16x: count kept "
+             "| 16x: extra objects | 16x: centre shift (px) |", "|---|---|---|---|---|---|---|"]
+    keeps_everywhere, keeps_at_4x_only, repaints = [], [], []
+    for k in ks:
+        cells = []
+        for scale in (2, 4):
+            row = rows.get((scale, "upscale", k))
+            cells += [_interval(row[name], 3 if name != "centre_shift_px" else 2) if row else "–"
+                      for name in ("count_kept", "extra_objects", "centre_shift_px")]
+        lines.append(f"| {k:.1f} | {' | '.join(cells)} |")
+        kept = {scale: rows[(scale, "upscale", k)]["count_kept"]["value"] for scale in (2, 4) if (scale, "upscale", k) in rows}
+        if all(value >= KEEPS for value in kept.values()) and len(kept) == 2:
+            keeps_everywhere.append(k)
+        elif kept.get(2, 0.0) >= KEEPS:
+            keeps_at_4x_only.append(k)
+        else:
+            repaints.append(k)
+    said = [f"K {', '.join(f'{k:.1f}' for k in keeps_everywhere)} kept the count in at least {KEEPS:.0%} of images "
+            "at both scales (composition kept)"] if keeps_everywhere else []
+    said += [f"K {k:.1f} kept it at 4x but added objects at 16x "
+             f"({rows[(4, 'upscale', k)]['extra_objects']['value']:.0%} of images)" for k in keeps_at_4x_only]
+    said += [f"K {k:.1f} repaints: the count survived in {rows[(2, 'upscale', k)]['count_kept']['value']:.0%} of images "
+             "at 4x" for k in repaints if (2, "upscale", k) in rows]
+    lines += ["", "On the demo model " + "; ".join(said) + "."]
+    return "\n".join(lines) + "\n"
+
+
+@block("upscale-colour")
+def upscale_colour() -> str:
+    run, rows = _upscale_rows()
+    k = run["settings"]["default_k"]
+    ours, bicubic, hires = rows[(4, "upscale", k)], rows[(4, "bicubic", None)], rows[(4, "hires fix", None)]
+    shift = ours["colour_shift_levels"]["value"]
+    if shift > COLOUR_CAST_LEVELS:
+        raise ValueError(f"the upscale evidence measures a colour cast of {shift:.2f} levels at K {k}: the node "
+                         "should offer a colour match, and this text should say so")
+    return (f"Colour and tone, measured at 16x area (the output area-downsampled to the input's size): the channel "
+            f"means move by {shift:.2f} levels of 255 at K {k} (bicubic {bicubic['colour_shift_levels']['value']:.2f}, "
+            f"hires fix {hires['colour_shift_levels']['value']:.2f}), under {COLOUR_CAST_LEVELS:g}: no colour cast. The channels' "
+            f"spread falls to {ours['contrast_ratio']['value']:.2f} of the input's (hires fix "
+            f"{hires['contrast_ratio']['value']:.2f}) because the model smooths the input's faint background texture "
+            f"(on the background alone {ours['background_texture_ratio']['value']:.2f} of it remains): a local change "
+            "that a global colour/tone match cannot undo (it would stretch the discs' contrast instead), so the node "
+            "offers none.\n")
+
 # what looks measured outside the generated blocks
 
 FIGURE = re.compile(r"""
