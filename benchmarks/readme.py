@@ -243,19 +243,32 @@ def upscale_k() -> str:
 def upscale_colour() -> str:
     run, rows = _upscale_rows()
     k = run["settings"]["default_k"]
-    ours, bicubic, hires = rows[(4, "upscale", k)], rows[(4, "bicubic", None)], rows[(4, "hires fix", None)]
-    shift = ours["colour_shift_levels"]["value"]
-    if shift > COLOUR_CAST_LEVELS:
-        raise ValueError(f"the upscale evidence measures a colour cast of {shift:.2f} levels at K {k}: the node "
-                         "should offer a colour match, and this text should say so")
-    return (f"Colour and tone, measured at 16x area (the output area-downsampled to the input's size): the channel "
-            f"means move by {shift:.2f} levels of 255 at K {k} (bicubic {bicubic['colour_shift_levels']['value']:.2f}, "
-            f"hires fix {hires['colour_shift_levels']['value']:.2f}), under {COLOUR_CAST_LEVELS:g}: no colour cast. The channels' "
-            f"spread falls to {ours['contrast_ratio']['value']:.2f} of the input's (hires fix "
-            f"{hires['contrast_ratio']['value']:.2f}) because the model smooths the input's faint background texture "
-            f"(on the background alone {ours['background_texture_ratio']['value']:.2f} of it remains): a local change "
-            "that a global colour/tone match cannot undo (it would stretch the discs' contrast instead), so the node "
-            "offers none.\n")
+    ours, bicubic, hires, tuned = (rows[(4, m, mk)] for m, mk in (("upscale", k), ("bicubic", None),
+                                                                  ("hires fix", None), ("upscale + adapter", k)))
+    kept = [row for row in run["rows"] if row["method"] == "upscale" and row["count_kept"]["value"] >= KEEPS]
+    cast = max(kept, key=lambda row: row["colour_shift_levels"]["value"])
+    if cast["colour_shift_levels"]["value"] > COLOUR_CAST_LEVELS:
+        raise ValueError(f"the upscale evidence measures a colour cast of {cast['colour_shift_levels']['value']:.2f} "
+                         f"levels ({cast['label']}, {cast['size']} px): the node should offer a colour match, and "
+                         "this text should say so")
+    lost = "; ".join(f"K {row['k']:.1f} at {row['scale'] ** 2}x: {row['colour_shift_levels']['value']:.2f}"
+                     for row in run["rows"] if row["method"] == "upscale" and row["count_kept"]["value"] < KEEPS)
+
+    def texture(row: dict) -> str:
+        return f"{row['background_texture_ratio']['value']:.2f}"
+
+    return (f"Colour and tone (the output area-downsampled to the input's size, against the input): the channel "
+            f"means move by at most {cast['colour_shift_levels']['value']:.2f} levels of 255 in the rows that keep the "
+            f"count (K {k} at 16x: {ours['colour_shift_levels']['value']:.2f}; bicubic "
+            f"{bicubic['colour_shift_levels']['value']:.2f}, hires fix {hires['colour_shift_levels']['value']:.2f}), "
+            f"under the {COLOUR_CAST_LEVELS:g} levels we would call a cast, so the node offers no colour match"
+            + (f"; they move more only where the count was lost too ({lost}), which a lower `k` fixes. " if lost
+               else ". ") +
+            f"What does change is local: at 16x the channels' spread is {ours['contrast_ratio']['value']:.2f} of the "
+            f"input's (hires fix {hires['contrast_ratio']['value']:.2f}) and the faint background texture "
+            f"{texture(ours)} of it (bicubic {texture(bicubic)}, hires fix {texture(hires)}): the model smooths flat "
+            "areas, which a global colour/tone match would not restore. The lite adapter restores both "
+            f"({tuned['contrast_ratio']['value']:.2f} and {texture(tuned)}).\n")
 
 # what looks measured outside the generated blocks
 
