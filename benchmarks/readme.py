@@ -316,6 +316,9 @@ NOT_MEASURED: dict[str, str] = {
     "(145,457,280 parameters)": "a count the code fixes, pinned by tests/unit/test_adapter_modules.py",
     "(145,457,280 parameters in": "the same count, the .pth reader's bound",
     "weight decay 0.01": "the trainer's default (the official code's)",
+    "redraw (default 0.5)": "the Upscale node's default",
+    "| 0.4–0.5 |": "an upscale recipe's starting value, inside the K the upscale-k block measures as keeping the count",
+    "Flux Guidance 3.5": "the Flux recipe's setting (the host's Flux Guidance default)",
 }
 
 
