@@ -238,6 +238,12 @@ def from_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torc
             for key, value in state_dict.items()}
 
 
+def to_official_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``upsamplers.N.*`` -> ``unet.feature_upsamplerN.*``: the inverse of ``from_official_keys``."""
+    return {OFFICIAL_PREFIX + key.removeprefix("upsamplers.") if key.startswith("upsamplers.") else key: value
+            for key, value in state_dict.items()}
+
+
 def official_adapter(state_dict: Mapping[str, torch.Tensor], source: str = "state dict") -> UpsamplerAdapter:
     """The official SDXL upsamplers from their state dict, every key and shape checked."""
     spec = official_spec(state_dict, source)

@@ -17,7 +17,7 @@ from hostile_files import lying_pth
 from selfcascade.adapters.fileformat import (FORMAT_VERSION, MAX_PTH_BYTES, MAX_PTH_RECORDS, OFFICIAL_SDXL_PARAMETERS,
                                              AdapterError, WriteFailed, check_weights, convert_official_adapter,
                                              from_official_keys, load_adapter, official_spec, replaced_atomically,
-                                             save_adapter, spec_to_metadata)
+                                             save_adapter, spec_to_metadata, to_official_keys)
 from selfcascade.adapters.modules import LITE, OFFICIAL_SDXL_POINTS, AdapterSpec, UpsamplerAdapter, build_module
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,6 +155,13 @@ def test_official_pth_converts_strictly_and_matches_its_weights(tmp_path):
     assert len(ours) == len(state) == 4 * 2 * 10
     for key, value in state.items():
         assert torch.equal(ours[key.replace("unet.feature_upsampler", "upsamplers.")], value)
+
+
+def test_our_keys_back_to_official_keys_give_the_released_layout():
+    state = official_state_dict(device="meta")
+    ours = from_official_keys(state)
+    assert to_official_keys(ours) == state
+    assert to_official_keys({"other.key": state["unet.feature_upsampler0.0.in_layers.0.weight"]}).keys() == {"other.key"}
 
 
 @pytest.mark.parametrize("edit, message", [
