@@ -44,6 +44,11 @@ def _sdpa_attention(func, *args, **kwargs):
 
 def unet_call_flops(model, family: str, size: int) -> int:
     """One call of ``model``'s UNet (its patches and wrappers included) on a CFG batch at ``size`` px."""
+    return sum(_unet_call_counts(model, family, size).values())
+
+
+def _unet_call_counts(model, family: str, size: int) -> dict[str, int]:
+    """Operations of one CFG-batch UNet call at ``size`` px by aten operator name."""
     options = direct_call_options(model)
     options["optimized_attention_override"] = _sdpa_attention
     dtype = model.model.get_dtype()
@@ -52,7 +57,21 @@ def unet_call_flops(model, family: str, size: int) -> int:
     y = torch.empty((2, FULL_UNET[family]["adm_in_channels"]), device=META, dtype=dtype) if POOLED_WIDTH[family] else None
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.model.diffusion_model(latent, torch.full((2,), 500.0, device=META), context, y, transformer_options=options)
-    return counter.get_total_flops()
+    return {str(operator): count for operator, count in counter.get_flop_counts()["Global"].items()}
+
+
+def operation_shares(family: str, size: int) -> dict[str, float]:
+    """Shares of one full-size tuning-free call at ``size`` px: attention (the QK^T and AV batched products),
+    convolution, and linear layers (projections and feed-forwards)."""
+    model = comfy.model_patcher.ModelPatcher(full_unet(family, torch.float16, META), load_device=META, offload_device=META)
+    counts = _unet_call_counts(model, family, size)
+    groups = {"attention": ("aten.bmm", "aten.baddbmm"), "convolution": ("aten.convolution",),
+              "linear": ("aten.mm", "aten.addmm")}
+    total = sum(counts.values())
+    shares = {group: sum(counts.get(name, 0) for name in names) / total for group, names in groups.items()}
+    if abs(sum(shares.values()) - 1.0) > 1e-9:
+        raise RuntimeError(f"operators outside the attention/convolution/linear groups: {sorted(counts)}")
+    return shares
 
 
 def count_flops(family: str, work: Workload) -> FlopCount:

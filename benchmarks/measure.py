@@ -1,18 +1,22 @@
 """Timing and peak memory with the same calls on a GPU and on the CPU, and a probe that times every UNet call.
 
 GPU: CUDA events (no host synchronisation inside a timed region) and ``torch.cuda.max_memory_allocated``
-(absolute: resident weights included). CPU: ``time.perf_counter`` (CPU kernels run synchronously)
-and the growth of the process's peak resident set over a region (VmHWM, reset through
-``/proc/self/clear_refs``): approximate, it also counts allocator caching and anything else the
-process touches, and misses memory the allocator reuses.
+(absolute: resident weights included). CPU: ``time.perf_counter`` (CPU kernels run synchronously),
+or the process's CPU time where other jobs share the cores (their load then barely moves it), and
+the growth of the process's peak resident set over a region (VmHWM, reset through
+``/proc/self/clear_refs`` after freed heap memory went back to the system): approximate, it also
+counts allocator caching and anything else the process touches.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -24,14 +28,15 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 class Stopwatch:
-    """Marks on the device's own timeline: CUDA events on a GPU, the host clock on the CPU."""
+    """Marks on the device's own timeline: CUDA events on a GPU, ``clock`` (wall by default) on the CPU."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, clock: Callable[[], float] = time.perf_counter):
         self.cuda = device.type == "cuda"
+        self.clock = clock
 
     def mark(self) -> Mark:
         if not self.cuda:
-            return time.perf_counter()
+            return self.clock()
         event = torch.cuda.Event(enable_timing=True)
         event.record()
         return event
@@ -42,6 +47,16 @@ class Stopwatch:
             return end - start
         end.synchronize()
         return start.elapsed_time(end) / 1000.0
+
+
+def _libc_malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's ``malloc_trim``, which hands freed heap pages back to the system (None elsewhere)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return getattr(libc, "malloc_trim", None)
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
 
 
 def _status_kib(field: str) -> int:
@@ -63,6 +78,9 @@ class PeakMemory:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             return
+        gc.collect()
+        if _MALLOC_TRIM is not None:  # else memory freed by the last region is reused unseen by this one
+            _MALLOC_TRIM(0)
         _CLEAR_REFS.write_text("5")  # Linux: VmHWM := VmRSS
         self._start = _status_kib("VmRSS") * 1024
 

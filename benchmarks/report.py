@@ -102,20 +102,25 @@ def markdown(info: RunInfo, models: list[str], scenarios: list[ScenarioResult], 
     return "\n".join(lines) + "\n"
 
 
+def scenario_as_dict(scenario: ScenarioResult) -> dict:
+    """Every reading of one scenario, JSON-ready."""
+    return {
+        "family": scenario.models.family,
+        "model": scenario.models.description,
+        "sizes": list(scenario.work.sizes),
+        "steps": scenario.work.steps,
+        "tiled_decode": scenario.tiled_decode,
+        "arms": {name: asdict(arm) for name, arm in scenario.arms.items()},
+        "comparisons": [{**asdict(check), "verdict": check.verdict} for check in scenario.comparisons],
+    }
+
+
 def as_json(info: RunInfo, scenarios: list[ScenarioResult], training: list[TrainingResult], flops: list[FlopCount],
             memory: PeakMemory) -> str:
     document = {
         "info": asdict(info),
         "memory": {"unit": "bytes", "meaning": memory.meaning, "approximate": memory.approximate},
-        "scenarios": [{
-            "family": scenario.models.family,
-            "model": scenario.models.description,
-            "sizes": list(scenario.work.sizes),
-            "steps": scenario.work.steps,
-            "tiled_decode": scenario.tiled_decode,
-            "arms": {name: asdict(arm) for name, arm in scenario.arms.items()},
-            "comparisons": [{**asdict(check), "verdict": check.verdict} for check in scenario.comparisons],
-        } for scenario in scenarios],
+        "scenarios": [scenario_as_dict(scenario) for scenario in scenarios],
         "training": [asdict(result) for result in training],
         "flops": [asdict(count) for count in flops],
     }

@@ -7,8 +7,9 @@ are medians over rounds of the per-round ratio: two arms of one round ran under 
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -46,8 +47,9 @@ class ArmResult:
 @dataclass(frozen=True)
 class Comparison:
     check: str
-    ratio: float
+    ratio: float  # the median of ``per_round`` where there are rounds
     budget: Optional[float] = None  # the ratio must not exceed it
+    per_round: tuple[float, ...] = ()  # the ratio in each recorded round (empty for memory)
 
     @property
     def verdict(self) -> str:
@@ -76,17 +78,19 @@ def random_adapter(model, variant: str, seed: int = 0):
     return adapter
 
 
-def arms_for(family: str, sections: set[str], model) -> dict[str, Arm]:
-    """The arms the chosen sections need, in a fixed order."""
+def arms_for(family: str, sections: set[str], model, adapters: Optional[dict] = None,
+             baselines: tuple[str, ...] = (DIRECT, HIRES_FIX)) -> dict[str, Arm]:
+    """The arms the chosen sections need, in a fixed order; ``adapters`` (variant -> adapter) replace random ones."""
     names = [TUNING_FREE]
     if "overhead" in sections:
         names.append(CORE_GRAPH)
     arms = {name: ARMS[name] for name in names}
     if "adapters" in sections and family == ADAPTER_FAMILY:
         for variant in ADAPTER_VARIANTS:
-            arms[adapter_arm_name(variant)] = with_adapter(random_adapter(model, variant))
+            adapter = (adapters or {}).get(variant) or random_adapter(model, variant)
+            arms[adapter_arm_name(variant)] = with_adapter(adapter)
     if "baselines" in sections:
-        arms.update({DIRECT: ARMS[DIRECT], HIRES_FIX: ARMS[HIRES_FIX]})
+        arms.update({name: ARMS[name] for name in baselines})
     return arms
 
 
@@ -113,13 +117,18 @@ def _measure_once(probe: SamplingProbe, arm: Arm, models: ModelSet, work: Worklo
 
 
 def run_scenario(models: ModelSet, work: Workload, sections: set[str], rounds: int, warmup: int,
-                 device: torch.device, decode_mode: str = "auto") -> ScenarioResult:
-    """``warmup`` unrecorded rounds, then ``rounds`` recorded ones, every arm once per round."""
-    stopwatch, memory = Stopwatch(device), PeakMemory(device)
+                 device: torch.device, decode_mode: str = "auto", adapters: Optional[dict] = None,
+                 baselines: tuple[str, ...] = (DIRECT, HIRES_FIX),
+                 clock: Callable[[], float] = time.perf_counter) -> ScenarioResult:
+    """``warmup`` unrecorded rounds, then ``rounds`` recorded ones, every arm once per round.
+
+    ``decode_mode`` "none" leaves out the VAE decode; ``clock`` times the CPU (wall by default).
+    """
+    stopwatch, memory = Stopwatch(device, clock), PeakMemory(device)
     probe = SamplingProbe(models.model, stopwatch)
-    arms = arms_for(models.family, sections, probe.model)
+    arms = arms_for(models.family, sections, probe.model, adapters, baselines)
     tiled = decode_mode == "tiled" or (decode_mode == "auto" and needs_tiled_decode(models.vae, work.target, device))
-    decoded = DECODED if "baselines" in sections else ()
+    decoded = DECODED if "baselines" in sections and decode_mode != "none" else ()
     results = {name: ArmResult() for name in arms}
     names = list(arms)
     for round_index in range(warmup + rounds):
@@ -130,33 +139,36 @@ def run_scenario(models: ModelSet, work: Workload, sections: set[str], rounds: i
     return ScenarioResult(models, work, tiled, results, compare(results, memory.approximate))
 
 
-def _median_ratio(numerators: list[float], denominators: list[float]) -> float:
-    return statistics.median(a / b for a, b in zip(numerators, denominators))
+def _ratio_check(check: str, numerators: list[float], denominators: list[float],
+                 budget: Optional[float] = None) -> Comparison:
+    """Per-round ratios (two arms of one round shared the machine's load) and their median."""
+    per_round = tuple(a / b for a, b in zip(numerators, denominators))
+    return Comparison(check, statistics.median(per_round), budget, per_round)
 
 
 def compare(arms: dict[str, ArmResult], memory_approximate: bool) -> list[Comparison]:
     """The ratios issue #7 asks for, with their budgets where it states one (memory: only where measured exactly)."""
     node = arms[TUNING_FREE]
-    checks = [Comparison("cascade wall / its UNet calls (floor)", _median_ratio(node.sample_s, node.unet_s))]
+    checks = [_ratio_check("cascade wall / its UNet calls (floor)", node.sample_s, node.unet_s)]
     if CORE_GRAPH in arms:
         graph = arms[CORE_GRAPH]
-        checks.append(Comparison("cascade / core-node graph, sampling", _median_ratio(node.sample_s, graph.sample_s),
-                                 OVERHEAD_BUDGET))
-        # both make the same UNet calls (outputs equal to within 1e-5): a UNet-time difference is the machine's noise, not overhead
+        checks.append(_ratio_check("cascade / core-node graph, sampling", node.sample_s, graph.sample_s,
+                                   OVERHEAD_BUDGET))
+        # both make the same UNet calls, outputs equal to within 1e-5: a UNet-time difference is the machine's noise, not overhead
         equalised = [n - u + g_u for n, u, g_u in zip(node.sample_s, node.unet_s, graph.unet_s)]
-        checks.append(Comparison("… with its UNet time set to the graph's", _median_ratio(equalised, graph.sample_s),
-                                 OVERHEAD_BUDGET))
+        checks.append(_ratio_check("… with its UNet time set to the graph's", equalised, graph.sample_s,
+                                   OVERHEAD_BUDGET))
     for variant in ADAPTER_VARIANTS:
         tuned = arms.get(adapter_arm_name(variant))
         if tuned is not None:
-            checks.append(Comparison(f"high-res stages, {variant} / tuning-free",
-                                     _median_ratio(tuned.high_res_s, node.high_res_s), ADAPTER_BUDGET))
+            checks.append(_ratio_check(f"high-res stages, {variant} / tuning-free", tuned.high_res_s, node.high_res_s,
+                                       ADAPTER_BUDGET))
     for name in (DIRECT, HIRES_FIX):
         if name not in arms:
             continue
         rounds = range(len(node.sample_s))
-        checks.append(Comparison(f"cascade / {name}, sample + decode",
-                                 statistics.median(node.total_s(i) / arms[name].total_s(i) for i in rounds)))
+        checks.append(_ratio_check(f"cascade / {name}, {'sample + decode' if node.decode_s else 'sampling'}",
+                                   [node.total_s(i) for i in rounds], [arms[name].total_s(i) for i in rounds]))
         memory_budget = MEMORY_BUDGET if name == DIRECT and not memory_approximate else None
         checks.append(Comparison(f"cascade / {name}, peak memory", node.peak_bytes / max(arms[name].peak_bytes, 1),
                                  memory_budget))

@@ -49,3 +49,10 @@ def test_baselines_include_the_decode_and_memory_is_checked_only_where_exact():
 def test_sections_left_out_leave_their_checks_out():
     only_node = {TUNING_FREE: arms()[TUNING_FREE]}
     assert [c.check for c in compare(only_node, memory_approximate=False)] == ["cascade wall / its UNet calls (floor)"]
+
+
+def test_without_a_decode_the_baseline_ratio_is_sampling_only_and_every_round_is_kept():
+    undecoded = arms(**{TUNING_FREE: ArmResult(sample_s=[1.0, 1.2, 1.1], unet_s=[0.9] * 3, high_res_s=[0.5] * 3),
+                        DIRECT: ArmResult(sample_s=[2.0, 2.0, 1.0], unet_s=[1.9] * 3)})
+    check = by_check(compare(undecoded, memory_approximate=True))["cascade / direct at target, sampling"]
+    assert check.per_round == (0.5, 0.6, 1.1) and check.ratio == 0.6  # the median of the rounds
