@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable
@@ -339,6 +340,202 @@ def unlisted_figures(text: str, allowed: dict[str, str] = NOT_MEASURED) -> list[
     masked = _masked(text)
     return [f"line {text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}" for m in FIGURE.finditer(masked)
             if not any(start <= m.start() and m.end() <= end for start, end in covered)]
+
+
+# full size: real-layout checkpoints on this CPU (benchmarks/run.py --full-size)
+
+FULL_SIZE = RESULTS / "full-size-cpu.json"
+FULL_SIZE_ROWS = (  # (family, label, check in the scenario, prediction: "same" | "cascade" | adapter variant)
+    ("sd15", "node / core-node graph, UNet time equalised", "… with its UNet time set to the graph's", "same"),
+    ("sd15", "node / core-node graph, as timed", "cascade / core-node graph, sampling", "same"),
+    ("sd15", "cascade / direct at the target, sampling", "cascade / direct at target, sampling", "cascade"),
+    ("sdxl", "high-res stage, lite / tuning-free", "high-res stages, lite / tuning-free", "lite"),
+    ("sdxl", "high-res stage, official / tuning-free", "high-res stages, official-sdxl / tuning-free", "official-sdxl"),
+    ("sdxl", "cascade / direct at the target, sampling", "cascade / direct at target, sampling", "cascade"),
+)
+MEMORY_ARMS = (("direct", "direct at target"), ("cascade", "Self-Cascade KSampler"),
+               ("cascade + lite", "cascade + lite adapter"), ("cascade + official", "cascade + official-sdxl adapter"))
+
+
+def _family(document: dict, family: str) -> dict:
+    return next(entry for entry in document["families"] if entry["family"] == family)
+
+
+def _check(entry: dict, name: str) -> dict:
+    return next(check for check in entry["scenario"]["comparisons"] if check["check"] == name)
+
+
+def _with_spread(check: dict) -> str:
+    rounds = check["per_round"]
+    return f"{ratio(check['ratio'])} ({min(rounds):.3f}–{max(rounds):.3f})"
+
+
+def _predicted(entry: dict, kind: str) -> float:
+    if kind == "same":
+        return 1.0  # the node and the graph make the same UNet calls
+    if kind == "cascade":
+        return entry["predicted"]["cascade_over_direct"]
+    return entry["predicted"]["adapter_ratio"][kind]
+
+
+def _reference(counts: list[dict], family: str, kind: str) -> float:
+    """The README's operation count at 1024→2048 (results/full-size-flops.json)."""
+    count = next(c for c in counts if c["family"] == family and c["sizes"] == [1024, 2048])
+    return 1.0 if kind == "same" else count["cascade_over_direct"] if kind == "cascade" else count["adapter_ratio"][kind]
+
+
+def _budget(check: dict) -> str:
+    return "—" if check["budget"] is None else f"≤ {check['budget']:g} {'✓' if check['verdict'] == 'ok' else '✗'}"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def full_size_rows(document: dict, counts: list[dict]) -> list[str]:
+    """The measured ratios beside their operation-count predictions, at this size and at 1024→2048."""
+    families = {entry["family"] for entry in document["families"]}
+    lines = ["| model | px | comparison | measured: median (min–max) | op count, this size | op count, 1024→2048 "
+             "| budget |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for family, label, name, kind in FULL_SIZE_ROWS:
+        if family not in families:
+            continue
+        entry = _family(document, family)
+        check = _check(entry, name)
+        px = "→".join(map(str, entry["scenario"]["sizes"]))
+        lines.append(f"| {family} | {px} | {label} | {_with_spread(check)} | {ratio(_predicted(entry, kind))} | "
+                     f"{ratio(_reference(counts, family, kind))} | {_budget(check)} |")
+    return lines
+
+
+def full_size_memory(document: dict) -> list[str]:
+    lines = ["| model | " + " | ".join(label for label, _ in MEMORY_ARMS) + " |", "|---|" + "---:|" * len(MEMORY_ARMS)]
+    for entry in document["families"]:
+        arms = entry["scenario"]["arms"]
+        cells = [f"{arms[arm]['peak_bytes'] / 2**20:.0f}" if arm in arms else "—" for _, arm in MEMORY_ARMS]
+        lines.append(f"| {entry['family']} | {' | '.join(cells)} |")
+    return lines
+
+
+def attention_sentence(document: dict) -> str:
+    shares = document["operation_shares"]
+    parts = []
+    for family, by_size in shares.items():
+        measured = str(_family(document, family)["scenario"]["sizes"][-1])
+        parts.append(f"{family} {_percent(by_size[measured]['attention'])} at {measured}² "
+                     f"({_percent(by_size['1024']['attention'])} at 1024², "
+                     f"{_percent(by_size['2048']['attention'])} at 2048²)")
+    return ("Attention (the QKᵀ and AV products) is, by operation count, " + "; ".join(parts) + " of a UNet call; "
+            "convolutions and linear layers share the rest. At the measured size attention weighs less than at "
+            "1024², so the ratios that attention moves are predicted at both sizes.")
+
+
+def adapter_paragraph(document: dict, counts: list[dict]) -> str:
+    """How far the official adapter is from 1.15 at full width, and why."""
+    entry = _family(document, "sdxl")
+    check = _check(entry, "high-res stages, official-sdxl / tuning-free")
+    measured, predicted = check["ratio"], entry["predicted"]["adapter_ratio"]["official-sdxl"]
+    reference = _reference(counts, "sdxl", "official-sdxl")
+    verdict = ("meets the 1.15 budget" if measured <= check["budget"]
+               else f"misses the 1.15 budget by {measured - check['budget']:.3f}")
+    text = (f"**Tuned / tuning-free at SDXL's full width.** The official adapter's high-resolution stage costs "
+            f"{measured:.3f}x the tuning-free stage here: it {verdict}. The operation count predicts {predicted:.3f} "
+            f"at this size and {reference:.3f} at 1024→2048: the extra cost is the pivot pass (the UNet's encoder and "
+            "middle block over the pivot, a quarter of the pixels) plus the upsamplers, and the pivot pass weighs "
+            "less as the main pass's attention grows quadratically with size.")
+    profile = entry.get("profile_cpu_s")
+    if profile:
+        base = profile["tuning-free"]
+        text += (f" Profiled (one call at the target, cProfile): the pivot pass is {_percent(profile['pivot pass'] / base)} "
+                 f"of a tuning-free call, the upsamplers {_percent(profile['adapter modules'] / base)} (of which "
+                 f"fp16→fp32 weight casts {_percent(profile['weight casts'] / base)}), the additions "
+                 f"{_percent((profile['backbone additions'] + profile['output block 0 addition']) / base)}.")
+    text += (f" What the count leaves out (norms, activations, the nearest upsampling, weight casts, the pivot "
+             f"pass's smaller matrix products running slower per operation) adds {measured - predicted:+.3f} here; "
+             f"added to the 1024→2048 count that estimates {reference + measured - predicted:.3f}x at full size, "
+             "unmeasured without a GPU.")
+    return text
+
+
+def workflow_lines(document: dict) -> list[str]:
+    lines = ["| workflow | checkpoint | native size detected | stages | image | seconds |", "|---|---|---:|---|---|---:|"]
+    for run in document["workflows"]:
+        lines.append(f"| `{run['workflow']}` | `{run['checkpoint']}` | {run['native_px']}² | {'; '.join(run['stages'])} | "
+                     f"{run['image_size'][0]}×{run['image_size'][1]} | {run['seconds']:.0f} |")
+    return lines
+
+
+def adapter_checks(document: dict) -> str:
+    runs = [run for run in document["workflows"] if run["adapter"]]
+    entry = _family(document, "sdxl")
+    changed = {name: value for name, value in entry["injection"]["max_abs_change"].items() if value > 0}
+    parameters = entry["adapters"]["official-sdxl"]["parameters"]
+    text = (f"In one SDXL UNet call ({entry['injection']['px']} px) the official adapter ({parameters:,} parameters, "
+            f"the generated `upsampler_only.pth`) changes the backbone after exactly {', '.join(changed)} "
+            f"(expected: {', '.join(entry['injection']['expected'])}) and nowhere else.")
+    for run in runs:
+        text += (f" Through the server, it changed the {run['image_size'][0]} px latent by up to "
+                 f"{run['adapter_changes_output']:.3g} (its values reach {run['latent_max']:.3g}), and a base-only run was "
+                 f"{'bit-identical' if run['base_only_equal'] else 'NOT identical'} with and without it.")
+    return text
+
+
+def full_size_block(document: dict, counts: list[dict]) -> str:
+    info = document["info"]
+    families = ", ".join(f"{entry['family']} (detected {entry['detected_config']})" for entry in document["families"])
+    stage_steps = document["families"][0]["predicted"]["stage_steps"]
+    lines = [f"Full size on this CPU: random-weight checkpoints in the released SD1.5 and SDXL base layouts "
+             f"(`benchmarks/real_layout.py`), loaded by ComfyUI's own loader: {families}. {info['date']}, "
+             f"{info['machine']}, {info['device']}, {info['software']}, timed by {info['clock']}, `{info['command']}`. "
+             f"{info['settings']}, {stage_steps} steps per high-resolution stage, no VAE decode; median of "
+             f"{info['rounds']} interleaved rounds (min–max of the per-round ratios).", ""]
+    lines += full_size_rows(document, counts)
+    lines += ["", f"Peak memory, MiB ({document['memory']['meaning']}):", ""] + full_size_memory(document)
+    lines += ["", attention_sentence(document)]
+    if any(entry["family"] == "sdxl" for entry in document["families"]):
+        lines += ["", adapter_paragraph(document, counts)]
+    if document["workflows"]:
+        lines += ["", "The shipped workflows through the real server on these files (sizes, steps and file names "
+                  "changed; the exact edits are in `benchmarks/results/full-size-cpu.md`):", ""] + workflow_lines(document)
+        if any(run["adapter"] for run in document["workflows"]):
+            lines += ["", adapter_checks(document)]
+    return "\n".join(lines) + "\n"
+
+
+def full_size() -> str:
+    return full_size_block(load(FULL_SIZE), load(RESULTS / "full-size-flops.json")["flops"])
+
+
+def full_size_markdown(document: dict) -> str:
+    """The whole run for ``results/<name>.md``: the README's block, every arm, every edit of the workflows."""
+    counts = load(RESULTS / "full-size-flops.json")["flops"]
+    lines = [f"### Benchmarks: {document['info']['mode']}", "", full_size_block(document, counts)]
+    lines += ["| model | arm | sample CPU s | UNet CPU s | high-res stage CPU s | UNet calls | peak MiB |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for entry in document["families"]:
+        for name, arm in entry["scenario"]["arms"].items():
+            high_res = f"{statistics.median(arm['high_res_s']):.2f}" if any(arm["high_res_s"]) else "—"
+            lines.append(f"| {entry['family']} | {name} | {statistics.median(arm['sample_s']):.2f} | "
+                         f"{statistics.median(arm['unet_s']):.2f} | {high_res} | {arm['unet_calls']} | "
+                         f"{arm['peak_bytes'] / 2**20:.0f} |")
+    lines += ["", "| model | comparison | per round | median | budget |", "|---|---|---|---:|---:|"]
+    for entry in document["families"]:
+        for check in entry["scenario"]["comparisons"]:
+            rounds = ", ".join(f"{value:.3f}" for value in check["per_round"]) or "—"
+            lines.append(f"| {entry['family']} | {check['check']} | {rounds} | {ratio(check['ratio'])} | {_budget(check)} |")
+    lines += ["", "Operation shares of one tuning-free UNet call (CFG batch), counted:", "",
+              "| model | px | attention | convolution | linear |", "|---|---:|---:|---:|---:|"]
+    for family, by_size in document["operation_shares"].items():
+        for size, shares in by_size.items():
+            lines.append(f"| {family} | {size} | {_percent(shares['attention'])} | {_percent(shares['convolution'])} | "
+                         f"{_percent(shares['linear'])} |")
+    for run in document["workflows"]:
+        lines += ["", f"`workflows/api/{run['workflow']}.json` as run ({run['seconds']:.0f} s):", ""]
+        lines += [f"- {change}" for change in run["changes"]]
+        if run["adapter"]:
+            lines += ["", "Load Upsampler Adapter said:", "", "```", run["adapter"], "```"]
+    return "\n".join(lines) + "\n"
 
 
 def render(text: str) -> str:

@@ -4,6 +4,9 @@
   python benchmarks/run.py --gpu            full-size SD1.5 and SDXL UNets (random fp16 weights) on CUDA,
                                             1024->2048 and 1024->2048->4096: benchmarks/results/gpu-<card>.*
   python benchmarks/run.py --gpu --device cpu --size-override tiny    the GPU mode's code on tiny models
+  python benchmarks/run.py --full-size      real-layout SD1.5 and SDXL checkpoints on this CPU, 256->512 px, about
+                                            40 minutes: the shipped workflows through the server and the budgets at
+                                            real widths (benchmarks/fullsize.py): benchmarks/results/full-size-cpu.*
 
 Sections: overhead (the node against its UNet calls and against the hand-built core-node graph),
 adapters (lite and official-sdxl upsampler adapters against tuning-free, SDXL), baselines (direct
@@ -63,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--cpu-smoke", action="store_true", help="tiny models, CPU, small sizes (the test suite runs it)")
     mode.add_argument("--gpu", action="store_true", help="full-size fp16 SD1.5 and SDXL UNets with random weights")
+    mode.add_argument("--full-size", action="store_true",
+                      help="real-layout checkpoints (generated, cached) through ComfyUI's loader and server, on the CPU")
+    parser.add_argument("--no-workflows", action="store_true", help="--full-size: skip the server runs of the workflows")
     parser.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda for --gpu, cpu for --cpu-smoke")
     parser.add_argument("--size-override", choices=("tiny",), help="--gpu on the tiny models at sizes / 16")
     parser.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
@@ -146,9 +152,25 @@ def start_host(device_name: str):
     return device
 
 
+def full_size(args: argparse.Namespace, argv: Optional[list[str]], load_before: tuple[float, ...]) -> int:
+    """--full-size: benchmarks/fullsize.py on the CPU, one torch thread unless --threads says otherwise."""
+    start_host("cpu")
+    import torch
+
+    torch.set_num_threads(args.threads or 1)
+    from selfcascade.benchmarks.fullsize import run_full_size
+
+    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    return run_full_size(tuple(args.families.split(",")), args.steps or 3, args.rounds or 3, args.warmup or 0,
+                         seed=0, workflows=not args.no_workflows, profile=args.profile, out=args.out,
+                         name=args.name or "full-size-cpu", command=command, machine=lambda: machine_line(load_before))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse(argv)
     load_before = os.getloadavg()
+    if args.full_size:
+        return full_size(args, argv, load_before)
     device = start_host(args.device or ("cuda" if args.gpu else "cpu"))
     import torch
 
