@@ -220,7 +220,8 @@ def measure_family(family: str, work: Workload, rounds: int, warmup: int, seed: 
     entry["scenario"] = report.scenario_as_dict(scenario)
     count = count_flops(family, work)
     entry["predicted"] = {"adapter_ratio": count.adapter_ratio, "cascade_over_direct": count.cascade_over_direct,
-                          "stage_steps": count.stage_steps}
+                          "stage_steps": count.stage_steps,
+                          "unet_flops": {str(size): flops for size, flops in count.unet_flops.items()}}
     return entry, profile_text
 
 

@@ -21,12 +21,21 @@ def arm(peak_mib: int) -> dict:
 def document(official: float) -> dict:
     sdxl_arms = {"Self-Cascade KSampler": arm(300), "cascade + lite adapter": arm(310),
                  "cascade + official-sdxl adapter": arm(900), "direct at target": arm(320)}
+    sd15_arms = {"Self-Cascade KSampler": arm(2000), "core-node graph": {**arm(2000), "sample_s": [1.95]},
+                 "direct at target": arm(2100)}
+    sd15 = {"family": "sd15", "detected_config": "SD15", "scenario": {
+        "sizes": [256, 512], "steps": 3, "arms": sd15_arms, "comparisons": [
+            check("cascade / core-node graph, sampling", 1.01, 1.02),
+            check("… with its UNet time set to the graph's", 1.0, 1.02),
+            check("cascade / direct at target, sampling", 0.9)]},
+        "predicted": {"adapter_ratio": {"lite": 1.07}, "cascade_over_direct": 0.891, "stage_steps": 2,
+                      "unet_flops": {"256": 0.36e12, "512": 1.6e12}}}
     return {
         "info": {"mode": "full-size-cpu", "command": "python benchmarks/run.py --full-size", "date": "2026-11-29",
                  "machine": "2 cores", "device": "CPU, 1 torch thread(s)", "software": "torch", "clock": "CPU time",
                  "rounds": 3, "warmup": 0, "settings": "euler/normal, 3 base steps", "seed": 0},
         "memory": {"unit": "bytes", "meaning": "RSS growth"},
-        "families": [{
+        "families": [sd15, {
             "family": "sdxl", "detected_config": "SDXL",
             "adapters": {"official-sdxl": {"parameters": 145_457_280}},
             "injection": {"px": 128, "expected": ["input 3", "input 6", "input 8", "middle"],
@@ -34,13 +43,15 @@ def document(official: float) -> dict:
                                              "middle": 1.1}},
             "profile_cpu_s": {"tuning-free": 10.0, "official adapter": 12.0, "pivot pass": 1.4, "adapter modules": 0.5,
                               "weight casts": 0.1, "backbone additions": 0.01, "output block 0 addition": 0.01},
-            "scenario": {"sizes": [256, 512], "arms": sdxl_arms, "comparisons": [
+            "scenario": {"sizes": [256, 512], "steps": 3, "arms": sdxl_arms, "comparisons": [
                 check("high-res stages, lite / tuning-free", 1.13, 1.15),
                 check("high-res stages, official-sdxl / tuning-free", official, 1.15),
                 check("cascade / direct at target, sampling", 0.95)]},
             "predicted": {"adapter_ratio": {"lite": 1.118, "official-sdxl": 1.166}, "cascade_over_direct": 0.936,
-                          "stage_steps": 2}}],
-        "operation_shares": {"sdxl": {size: {"attention": share, "convolution": 0.25, "linear": 0.75 - share}
+                          "stage_steps": 2, "unet_flops": {"256": 0.9e12, "512": 3.2e12}}}],
+        "operation_shares": {"sd15": {size: {"attention": 0.1, "convolution": 0.6, "linear": 0.3}
+                                      for size in ("256", "512", "1024", "2048")},
+                             "sdxl": {size: {"attention": share, "convolution": 0.25, "linear": 0.75 - share}
                                       for size, share in (("256", 0.012), ("512", 0.035), ("1024", 0.116),
                                                           ("2048", 0.339))}},
         "workflows": [{"workflow": "sdxl_tuned_official_adapter", "checkpoint": "sdxl.safetensors", "native_px": 1024,
@@ -58,8 +69,22 @@ def test_a_missed_adapter_budget_says_by_how_much_and_estimates_full_size():
     assert "misses the 1.15 budget by 0.040" in block
     assert f"estimates {REFERENCE['official-sdxl'] + 1.19 - 1.166:.3f}x at full size" in block
     assert "the pivot pass is 14.0% of a tuning-free call" in block
-    assert "| sdxl | 300 | 300 | 310 | 900 |" not in block and "| sdxl | 320 | 300 | 310 | 900 |" in block
+    assert "| sdxl | 320 | 300 | 310 | 900 |" in block and "| sd15 | 2100 | 2000 | — | — |" in block
     assert "sdxl 3.5% at 512² (11.6% at 1024², 33.9% at 2048²)" in block
+
+
+def test_cascade_over_direct_is_explained_by_the_rate_at_each_size():
+    block = readme.full_size_block(document(1.19), COUNTS)
+    # base calls: (1.9 - 1.0) / 3 steps = 0.3 s for 0.9 TFLOP; target calls: 1.9 / 5 calls = 0.38 s for 3.2 TFLOP
+    assert "the 256² calls ran at 3000 GFLOP/s and the 512² calls at 8421 GFLOP/s" in block
+    assert "why 0.950 is measured against 0.936 counted" in block
+
+
+def test_overhead_rows_and_their_explanation():
+    block = readme.full_size_block(document(1.19), COUNTS)
+    assert ("| sd15 | 256→512 | node / core-node graph, UNet time equalised | 1.000 (0.990–1.020) | 1.000 | 1.000 "
+            "| ≤ 1.02 ✓ |") in block
+    assert "outside them the node spent 0.100 CPU-s and the graph 0.050 against 2 in UNet calls" in block
 
 
 def test_a_met_budget_and_the_workflow_checks_are_reported():
