@@ -181,16 +181,15 @@ def server_workflows(families: tuple[str, ...], seed: int) -> list[dict]:
 
     folders = {kind: str(folder) for kind, folder in real_layout.model_folders(seed).items()}
     runs = []
-    with tempfile.TemporaryDirectory(prefix="selfcascade-fullsize-") as workdir, \
-            ComfyServer.for_checkout(Path(workdir), model_paths=folders) as server, \
-            ComfyClient(server.url, timeout_s=SERVER_TIMEOUT_S) as client:
-        for family in families:
-            print(f"[full-size] {family} workflow through the server", flush=True)
-            checkpoint = real_layout.CHECKPOINT_NAMES[family]
+    for family in families:  # one server each: the first family's models never share its memory with the next
+        print(f"[full-size] {family} workflow through the server", flush=True)
+        checkpoint = real_layout.CHECKPOINT_NAMES[family]
+        with tempfile.TemporaryDirectory(prefix="selfcascade-fullsize-") as workdir, \
+                ComfyServer.for_checkout(Path(workdir), model_paths=folders) as server, \
+                ComfyClient(server.url, timeout_s=SERVER_TIMEOUT_S) as client:
             run = (shipped_workflows.run_sd15(client, checkpoint, *SIZES, steps=WORKFLOW_STEPS[family]) if family == "sd15"
                    else shipped_workflows.run_sdxl_adapter(client, checkpoint, *SIZES, steps=WORKFLOW_STEPS[family]))
             runs.append(run.as_dict())
-            server.check_alive()
     return runs
 
 
