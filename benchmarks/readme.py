@@ -345,6 +345,8 @@ def unlisted_figures(text: str, allowed: dict[str, str] = NOT_MEASURED) -> list[
 # full size: real-layout checkpoints on this CPU (benchmarks/run.py --full-size)
 
 FULL_SIZE = RESULTS / "full-size-cpu.json"
+BASE_ONLY_TEST = ("tests/integration/test_adapter_injection.py::"
+                  "test_trained_adapter_changes_the_output_only_from_the_first_high_res_stage_on")
 FULL_SIZE_ROWS = (  # (family, label, check in the scenario, prediction: "same" | "cascade" | adapter variant)
     ("sd15", "node / core-node graph, UNet time equalised", "… with its UNet time set to the graph's", "same"),
     ("sd15", "node / core-node graph, as timed", "cascade / core-node graph, sampling", "same"),
@@ -510,7 +512,8 @@ def adapter_checks(document: dict) -> str:
     for run in runs:
         text += (f" Through the server, it changed the {run['image_size'][0]} px latent by up to "
                  f"{run['adapter_changes_output']:.3g} (its values reach {run['latent_max']:.3g}), and a base-only run was "
-                 f"{'bit-identical' if run['base_only_equal'] else 'NOT identical'} with and without it.")
+                 f"{'bit-identical' if run['base_only_equal'] else 'NOT identical'} with and without it "
+                 f"(`torch.equal`, as `{BASE_ONLY_TEST}` asserts on the tiny SDXL).")
     return text
 
 
