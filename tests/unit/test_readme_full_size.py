@@ -99,3 +99,13 @@ def test_the_results_page_lists_every_edit_of_the_shipped_workflow():
     page = readme.full_size_markdown(document(1.19))
     assert "`workflows/api/sdxl_tuned_official_adapter.json` as run (300 s):\n\n- SelfCascadeKSampler steps: 30 → 3" in page
     assert "| sdxl | high-res stages, official-sdxl / tuning-free | 1.180, 1.190, 1.210 | 1.190 | ≤ 1.15 ✗ |" in page
+
+
+def test_a_run_without_sd15_says_where_sd15_is_still_exercised():
+    sdxl_only = document(1.19)
+    sdxl_only["families"] = sdxl_only["families"][1:]
+    del sdxl_only["operation_shares"]["sd15"]  # a run counts the shares of its own families
+    block = readme.full_size_block(sdxl_only, COUNTS)
+    assert "SD1.5 is not timed in this run" in block and "tests/server/test_real_layout_workflows.py" in block
+    assert "| sd15 |" not in block
+    assert "SD1.5 is not timed" not in readme.full_size_block(document(1.19), COUNTS)
