@@ -533,7 +533,7 @@ def full_size_block(document: dict, counts: list[dict]) -> str:
     lines = [f"Full size on this CPU: random-weight checkpoints in the released SD1.5 and SDXL base layouts "
              f"(`benchmarks/real_layout.py`), loaded by ComfyUI's own loader: {families}. {info['date']}, "
              f"{info['machine']}, {info['device']}, {info['software']}, timed by {info['clock']}, `{info['command']}`. "
-             f"{info['settings']}, {stage_steps} steps per high-resolution stage, no VAE decode; median of "
+             f"{info['settings']}, {stage_steps} step{'s' * (stage_steps != 1)} per high-resolution stage, no VAE decode; median of "
              f"{info['rounds']} interleaved rounds (min–max of the per-round ratios).{untimed_note(document)}", ""]
     lines += full_size_rows(document, counts)
     lines += ["", f"Peak memory, MiB ({document['memory']['meaning']}):", ""] + full_size_memory(document)
