@@ -42,6 +42,16 @@ def checkpoint(name: str) -> list[dict]:
             node("neg", "CLIPTextEncode", {"clip": ("ckpt", "CLIP")}, title="Negative", text=NEGATIVE)]
 
 
+
+def wan_21(positive: str) -> list[dict]:
+    """Wan 2.1 T2V 1.3B's loaders as ComfyUI's example wires them (shift 8 in "shift"), with its prompts."""
+    return [node("unet", "UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default"),
+            node("clip", "CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan"),
+            node("vae", "VAELoader", vae_name="wan_2.1_vae.safetensors"),
+            node("shift", "ModelSamplingSD3", {"model": ("unet", "MODEL")}, shift=8.0),
+            node("pos", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Positive", text=positive),
+            node("neg", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Negative", text=NEGATIVE)]
+
 def sampler(model: str = "ckpt", positive: tuple = ("pos", "CONDITIONING"), negative: tuple = ("neg", "CONDITIONING"),
             latent: str = "base", targets_from_base: bool = True, extra_links: Optional[dict] = None,
             **widgets: Any) -> dict:
@@ -194,13 +204,7 @@ WORKFLOWS: dict[str, list[dict]] = {
              "33 frames. Stages upscale space only; the frame count is kept.\n"
              "ModelSamplingSD3 shift 8 is Wan's schedule; K = 0.7 cuts it at the same point of\n"
              "its time axis. uni_pc + simple, 30 steps, cfg 6 as in ComfyUI's Wan example."),
-        node("unet", "UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default"),
-        node("clip", "CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan"),
-        node("vae", "VAELoader", vae_name="wan_2.1_vae.safetensors"),
-        node("shift", "ModelSamplingSD3", {"model": ("unet", "MODEL")}, shift=8.0),
-        node("pos", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Positive",
-             text="a red fox trotting through fresh snow in a sunlit forest, slow tracking shot"),
-        node("neg", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Negative", text=NEGATIVE),
+        *wan_21("a red fox trotting through fresh snow in a sunlit forest, slow tracking shot"),
         node("base", "SelfCascadeBaseLatent", {"model": ("shift", "MODEL")}, target_width=1664, target_height=960,
              batch_size=1, length=33),
         sampler(model="shift", steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
@@ -233,13 +237,7 @@ WORKFLOWS: dict[str, list[dict]] = {
              "stages as images, decoded, and Create Video puts the audio and frame rate back.\n"
              "The frame count is kept (clips that are not 4n + 1 frames are padded for the VAE and cut back).\n"
              "ModelSamplingSD3 shift 8 is Wan's schedule; k 0.5 keeps the motion and composition."),
-        node("unet", "UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default"),
-        node("clip", "CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan"),
-        node("vae", "VAELoader", vae_name="wan_2.1_vae.safetensors"),
-        node("shift", "ModelSamplingSD3", {"model": ("unet", "MODEL")}, shift=8.0),
-        node("pos", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Positive",
-             text="a detailed, sharp video, natural motion, high resolution"),
-        node("neg", "CLIPTextEncode", {"clip": ("clip", "CLIP")}, title="Negative", text=NEGATIVE),
+        *wan_21("a detailed, sharp video, natural motion, high resolution"),
         node("video", "LoadVideo", file="input_video.mp4"),
         node("frames", "GetVideoComponents", {"video": ("video", "VIDEO")}),
         node("upscale", "SelfCascadeUpscale", {"image": ("frames", "images"), "vae": ("vae", "VAE"),
