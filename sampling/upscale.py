@@ -65,6 +65,11 @@ class UpscaleResult:
     report: list[str]
 
 
+def encodes_clips(vae) -> bool:
+    """A video VAE: the frames are encoded as one clip (3-D latents that are not an image VAE's single frames)."""
+    return vae.latent_dim == 3 and not vae.not_video
+
+
 def check_vae(model, vae) -> None:
     """Refuse a VAE of another family before any compute: its latents would not fit the model."""
     latent_format = model.get_model_object("latent_format")
@@ -101,7 +106,7 @@ def prepare_image(image: torch.Tensor, vae) -> tuple[torch.Tensor, list[str]]:
     if width % factor or height % factor:
         notes.append(f"input {width}x{height} is not a multiple of the VAE's {factor} px: VAE Encode keeps the centre "
                      f"{width // factor * factor}x{height // factor * factor}")
-    temporal = vae.temporal_compression_decode() if vae.latent_dim == 3 and not vae.not_video else None
+    temporal = vae.temporal_compression_decode() if encodes_clips(vae) else None
     if temporal and (frames - 1) % temporal:
         extra = temporal - (frames - 1) % temporal
         image = torch.cat([image, image[-1:].expand(extra, -1, -1, -1)])
@@ -191,7 +196,7 @@ def run_upscale(model, vae, positive, negative, image: torch.Tensor, family: Fam
     check_vae(model, vae)
     pixels, notes = prepare_image(image, vae)
     plan = plan_upscale(pixels, vae, family, scale_by, target_width, target_height)
-    video = vae.latent_dim == 3 and not vae.not_video
+    video = encodes_clips(vae)
     latent, encoded = encode(vae, pixels, tile, tile_size, video)
     out, stages = run_stages(model, positive, negative, latent, plan, family, settings,
                              vae=vae if pixel_pivot else None, stage_patch=stage_patch, disable_pbar=disable_pbar)
