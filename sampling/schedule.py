@@ -5,15 +5,22 @@ comes from the host's ``model_sampling.percent_to_sigma``: the axis ComfyUI's sc
 start/end percents) are uniform in. Discrete (eps, v) and EDM models are cut at t = K * 1000;
 shifted flow models (SD3, Flux, Wan) at the shifted sigma of that time (Wan, shift 8: sigma 0.95),
 so K = 0.7 keeps 35 of 50 ``normal`` steps in every family, as the paper's 35 of 50 DDIM steps.
+
+That axis is one of two meanings of K (``K_AXES``). On the ``snr`` axis K names the paper's noise
+level instead: the signal-to-noise ratio SD's own schedule has at t = K (``paper_snr``), which the
+pivot is re-noised to in any family. On SD1.x/SDXL the two coincide; a flow model shifted by 3 (SD3,
+Flux) reaches the paper's K = 0.7 at about 0.5 of its own axis, Wan's shift 8 at about 0.3.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
 import torch
 
 import comfy.model_management
+import comfy.model_sampling
 import comfy.samplers
 
 from .limits import MAX_STEPS
@@ -27,15 +34,81 @@ MAX_SCHEDULE_EVALUATIONS = 1 + 2 * (math.ceil(math.log2(MAX_STEPS)) + 1)
 StopCheck = Callable[[], None]
 
 
+# what K measures: a fraction of the scheduler's time axis, or the paper's signal-to-noise ratio at t = K
+K_AXES = ("percent", "snr")
+_AXIS_SEARCH_ITERATIONS = 60  # bisection of a monotone scalar function on [0, 1]: float64 resolution
+
+
 class ScheduleError(ValueError):
     """A schedule request that cannot be met; the message names the problem and the fix."""
 
 
-def cut_sigma(model_sampling, k: float) -> float:
-    """Sigma at t = K, with ``k`` = K as a fraction of the model's time range (0, 1]."""
+def _check_k(k: float) -> None:
     if not 0.0 < k <= 1.0:
         raise ScheduleError(f"K = {k} is outside (0, 1]; the paper uses 0.7 (t = 700 of 1000).")
-    return float(model_sampling.percent_to_sigma(1.0 - k))
+
+
+@functools.lru_cache(maxsize=1)
+def _paper_model_sampling() -> comfy.model_sampling.ModelSamplingDiscrete:
+    """SD1.x's discrete schedule (scaled linear betas 0.00085 to 0.012), the one the paper's K is set on."""
+    return comfy.model_sampling.ModelSamplingDiscrete()
+
+
+def is_flow(model_sampling) -> bool:
+    """Whether the model mixes x = (1 - sigma) x0 + sigma * noise (SD3, Flux, Wan) rather than x0 + sigma * noise."""
+    return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def snr_of_sigma(model_sampling, sigma: float) -> float:
+    """Signal-to-noise ratio (signal variance over noise variance) of the model's noisy input at ``sigma``."""
+    if sigma <= 0.0:
+        return math.inf
+    if is_flow(model_sampling):
+        return ((1.0 - sigma) / sigma) ** 2 if sigma < 1.0 else 0.0
+    return 1.0 / sigma ** 2
+
+
+def sigma_of_snr(model_sampling, snr: float) -> float:
+    """The model's sigma whose noisy input has signal-to-noise ratio ``snr`` (inverse of ``snr_of_sigma``)."""
+    if is_flow(model_sampling):
+        return 1.0 / (1.0 + math.sqrt(snr))
+    return 1.0 / math.sqrt(snr)
+
+
+def paper_snr(k: float) -> float:
+    """The signal-to-noise ratio SD's schedule has at t = K (0.090 at the paper's K = 0.7)."""
+    _check_k(k)
+    return snr_of_sigma(_paper_model_sampling(), float(_paper_model_sampling().percent_to_sigma(1.0 - k)))
+
+
+def k_on_model_axis(model_sampling, k: float, axis: str = "percent") -> float:
+    """K as a fraction of the model's own time axis, for ``k`` read on ``axis`` (one of ``K_AXES``).
+
+    On the ``snr`` axis: the fraction whose sigma re-noises to the paper's SNR at ``k``, found by
+    bisection of the model's ``percent_to_sigma`` (decreasing in percent); capped at 1 where the model's
+    noisiest sigma is cleaner than that SNR.
+    """
+    _check_k(k)
+    if axis == "percent":
+        return k
+    if axis != "snr":
+        raise ScheduleError(f"K axis '{axis}' is unknown; choose one of {', '.join(K_AXES)}.")
+    sigma = sigma_of_snr(model_sampling, paper_snr(k))
+    noisy, clean = 0.0, 1.0  # percents: sigma(noisy) >= sigma >= sigma(clean)
+    if float(model_sampling.percent_to_sigma(noisy)) <= sigma:
+        return 1.0
+    for _ in range(_AXIS_SEARCH_ITERATIONS):
+        middle = (noisy + clean) / 2.0
+        if float(model_sampling.percent_to_sigma(middle)) > sigma:
+            noisy = middle
+        else:
+            clean = middle
+    return max(1.0 - clean, 1e-6)
+
+
+def cut_sigma(model_sampling, k: float, axis: str = "percent") -> float:
+    """Sigma at t = K, with ``k`` = K in (0, 1] read on ``axis`` (default: the model's time range)."""
+    return float(model_sampling.percent_to_sigma(1.0 - k_on_model_axis(model_sampling, k, axis)))
 
 
 def cut_schedule(sigmas: torch.Tensor, sigma_k: float) -> torch.Tensor:
@@ -54,20 +127,22 @@ def full_schedule(model_sampling, scheduler: str, steps: int) -> torch.Tensor:
 
 
 def pivot_sigmas(model_sampling, scheduler: str, steps: int, k: float, stage_steps: int = 0,
-                 stop_check: StopCheck = comfy.model_management.throw_exception_if_processing_interrupted
-                 ) -> torch.Tensor:
+                 stop_check: StopCheck = comfy.model_management.throw_exception_if_processing_interrupted,
+                 axis: str = "percent") -> torch.Tensor:
     """Sigmas for one high-resolution stage: the schedule of ``steps`` steps cut at t <= K.
 
     ``stage_steps`` > 0 asks for exactly that many steps below K instead: the total step count is
     searched so that the cut keeps ``stage_steps`` (same K, finer or coarser grid). The search looks
     at schedules of at most ``MAX_STEPS`` steps, at most ``MAX_SCHEDULE_EVALUATIONS`` of them, and
     calls ``stop_check`` before each (by default ComfyUI's interrupt check; a route passes its deadline).
+    ``axis`` says what ``k`` measures (``K_AXES``).
     """
     if steps < 1:
         raise ScheduleError(f"steps = {steps}: a stage needs at least 1 step.")
     if stage_steps < 0:
         raise ScheduleError(f"stage_steps = {stage_steps}: use 0 (derive from K and steps) or a positive count.")
-    sigma_k = cut_sigma(model_sampling, k)
+    model_k = k_on_model_axis(model_sampling, k, axis)
+    sigma_k = cut_sigma(model_sampling, model_k)
 
     def cut(total: int) -> torch.Tensor:
         stop_check()
@@ -78,7 +153,7 @@ def pivot_sigmas(model_sampling, scheduler: str, steps: int, k: float, stage_ste
         if len(sigmas) < 2:
             raise ScheduleError(f"K = {k} with {steps} steps keeps no step; raise K or steps, or set stage_steps.")
         return sigmas
-    return _exact_count(cut, stage_steps, k, scheduler)
+    return _exact_count(cut, stage_steps, model_k, scheduler)
 
 
 def _exact_count(cut: Callable[[int], torch.Tensor], stage_steps: int, k: float, scheduler: str) -> torch.Tensor:

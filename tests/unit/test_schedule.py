@@ -121,3 +121,54 @@ def test_a_stop_check_that_raises_stops_the_search_before_any_schedule(schedule_
 def test_schedules_longer_than_the_limit_are_refused():
     with pytest.raises(ScheduleError, match=f"a schedule has 1 to {MAX_STEPS} steps"):
         full_schedule(comfy.model_sampling.ModelSamplingDiscrete(), "normal", MAX_STEPS + 1)
+
+
+def _flow(shift: float) -> comfy.model_sampling.ModelSamplingDiscreteFlow:
+    class FlowSampling(comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST):
+        pass
+    sampling = FlowSampling()
+    sampling.set_parameters(shift=shift)
+    return sampling
+
+
+def test_the_papers_k_is_an_snr_of_0_09():
+    # the table, computed from the host's own SD schedule: sigma 3.33 at t = 700
+    assert schedule.paper_snr(0.7) == pytest.approx(0.090, abs=0.001)
+    assert schedule.paper_snr(0.5) == pytest.approx(0.383, abs=0.002)
+    assert schedule.paper_snr(0.3) > schedule.paper_snr(0.5) > schedule.paper_snr(0.7) > schedule.paper_snr(0.9)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_both_k_axes_coincide_on_sds_own_schedule(family):
+    ms = build_model(family).get_model_object("model_sampling")
+    for k in (0.3, 0.5, 0.7, 0.9):
+        assert schedule.k_on_model_axis(ms, k, "snr") == pytest.approx(k, abs=1e-4)
+        assert torch.equal(pivot_sigmas(ms, "normal", 50, k, axis="snr"), pivot_sigmas(ms, "normal", 50, k))
+
+
+@pytest.mark.parametrize("shift, paper_k_on_model_axis", [(1.0, 0.77), (3.0, 0.53), (8.0, 0.29)])
+def test_on_the_snr_axis_a_shifted_flow_model_is_cut_at_the_papers_noise_level(shift, paper_k_on_model_axis):
+    ms = _flow(shift)
+    assert schedule.k_on_model_axis(ms, 0.7, "snr") == pytest.approx(paper_k_on_model_axis, abs=0.01)
+    for k in (0.3, 0.5, 0.7, 0.9):
+        sigma = cut_sigma(ms, k, "snr")
+        assert schedule.snr_of_sigma(ms, sigma) == pytest.approx(schedule.paper_snr(k), rel=1e-6)
+    # the percent axis re-noises a shifted model harder than the paper: a lower SNR at the same K
+    assert schedule.snr_of_sigma(ms, cut_sigma(ms, 0.7)) < schedule.paper_snr(0.7) or shift == 1.0
+
+
+def test_snr_and_sigma_are_inverse_on_both_noise_mixtures():
+    for ms in (comfy.model_sampling.ModelSamplingDiscrete(), _flow(3.0)):
+        for sigma in (0.05, 0.5, 0.95):
+            assert schedule.sigma_of_snr(ms, schedule.snr_of_sigma(ms, sigma)) == pytest.approx(sigma, rel=1e-9)
+
+
+def test_an_snr_the_model_cannot_reach_cuts_at_its_noisiest_sigma():
+    ms = _flow(3.0)
+    assert schedule.k_on_model_axis(ms, 1.0, "snr") == pytest.approx(1.0, abs=1e-6)
+    assert len(pivot_sigmas(ms, "normal", 20, 1.0, axis="snr")) == 21
+
+
+def test_an_unknown_k_axis_is_refused_with_the_choices():
+    with pytest.raises(ScheduleError, match="percent, snr"):
+        cut_sigma(comfy.model_sampling.ModelSamplingDiscrete(), 0.7, "sigma")
