@@ -14,12 +14,20 @@ forward on the pivot and pins the copy to what its blocks compute. ControlNet re
 to the pivot pass: the ControlNet computes them for the stage's latent (twice the pivot's size) from
 the stage's hint, and the pivot already carries what the previous stage's control made of it. The
 residuals still reach the high-resolution pass as usual.
+
+Degrade, never die: the openaimodel helpers the pivot pass calls are looked up when an adapter is
+used, so a host that renames one refuses the adapters (naming its version) and loads everything
+else. An adapter whose wrapper or block patch the host never called during a sampling run is an
+error, not a tuning-free image that looks tuned: every patched clone counts its calls, an
+``OUTER_SAMPLE`` wrapper checks them after each run, and ``check_applied`` lets a stage loop check
+them itself (for a host that calls no wrappers at all).
 """
 from __future__ import annotations
 
+import importlib
 import uuid
 import weakref
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +36,48 @@ import comfy.model_management
 import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.utils
-from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel, forward_timestep_embed, timestep_embedding
 
 from ..sampling.families import detect_family
 from .fileformat import AdapterError
 from .modules import BACKBONE, MIDDLE, Point, UpsamplerAdapter, unet_layout
 
+if TYPE_CHECKING:
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+OPENAIMODEL = "comfy.ldm.modules.diffusionmodules.openaimodel"
+# what the pivot pass needs of the host's UNet module; looked up per use, never at import
+_HOST_HELPERS = ("UNetModel", "forward_timestep_embed", "timestep_embedding")
+
 # UNet-level patches are resolution-specific (and include ours): the pivot pass runs without them
 _BLOCK_PATCHES = ("input_block_patch", "input_block_patch_after_skip", "output_block_patch")
 _host_patchers: "weakref.WeakKeyDictionary[UpsamplerAdapter, comfy.model_patcher.ModelPatcher]" = weakref.WeakKeyDictionary()
+
+
+def host_version() -> str:
+    """The host's version as ComfyUI states it (``comfyui_version.__version__``), for messages."""
+    try:
+        import comfyui_version
+        return f"ComfyUI {comfyui_version.__version__}"
+    except (ImportError, AttributeError):
+        return "this ComfyUI (its version is not stated)"
+
+
+def host_helpers() -> tuple[type, Callable, Callable]:
+    """``UNetModel``, ``forward_timestep_embed`` and ``timestep_embedding`` from the host's openaimodel.
+
+    Raises AdapterError naming the host's version and what is missing when the host lacks one.
+    """
+    try:
+        module = importlib.import_module(OPENAIMODEL)
+    except ImportError as error:
+        module, missing = None, [f"the module {OPENAIMODEL} ({error})"]
+    else:
+        missing = [name for name in _HOST_HELPERS if not callable(getattr(module, name, None))]
+    if missing:
+        raise AdapterError(f"the upsampler adapters need {', '.join(missing)} from {OPENAIMODEL}, which "
+                           f"{host_version()} does not have: remove the adapter (the tuning-free cascade works "
+                           "without it) or use a ComfyUI version the pack's README lists as tested.")
+    return tuple(getattr(module, name) for name in _HOST_HELPERS)
 
 
 def _describe(adapter: UpsamplerAdapter) -> str:
@@ -44,10 +85,12 @@ def _describe(adapter: UpsamplerAdapter) -> str:
 
 
 def check_compatible(adapter: UpsamplerAdapter, model) -> None:
-    """Raise AdapterError naming the mismatch when ``adapter`` cannot be injected into ``model``."""
+    """Raise AdapterError naming the mismatch when ``adapter`` cannot be injected into ``model``
+    (or into any model, on a host without the UNet helpers)."""
+    unet_class, _, _ = host_helpers()
     family = detect_family(model)
     unet = model.model.diffusion_model
-    if not family.unet or not isinstance(unet, UNetModel):
+    if not family.unet or not isinstance(unet, unet_class):
         raise AdapterError(f"{_describe(adapter)} needs a UNet model (SD1.x, SD2.x, SDXL), but this is a "
                            f"{family.name} model ({type(unet).__name__}); use the tuning-free cascade without an adapter.")
     config = model.model.model_config.unet_config
@@ -84,6 +127,7 @@ def encoder_features(unet: UNetModel, h: torch.Tensor, timesteps: torch.Tensor, 
     What ``UNetModel._forward`` computes up to the middle block, without ControlNet residuals and
     with the ``transformer_options`` (and their patches) the caller gives.
     """
+    _, forward_timestep_embed, timestep_embedding = host_helpers()
     options = {**transformer_options, "transformer_index": 0, "original_shape": list(h.shape)}
     patches = options.get("patches", {})
     emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels, repeat_only=False).to(h.dtype))
@@ -130,6 +174,8 @@ class UpsamplerInjection:
         # skip mode: the skip of input block i is consumed by output block (input_blocks - 1 - i)
         self.skip_of_output = {input_blocks - 1 - p[1]: p for p in self.points if p != MIDDLE}
         self._resized: Optional[torch.Tensor] = None
+        # per sampling run: wrapper calls, those that computed features, and calls that added them
+        self.wrapper_calls = self.active_calls = self.applied_calls = 0
 
     def __deepcopy__(self, memo):
         return self
@@ -168,9 +214,38 @@ class UpsamplerInjection:
         return encoder_features(unet, self._pivot_for(x), timesteps, context, y,
                                 {**transformer_options, "patches": patches}, self.points, extra)
 
+    def reset_counts(self) -> None:
+        self.wrapper_calls = self.active_calls = self.applied_calls = 0
+
+    def check_applied(self, where: str) -> None:
+        """Raise AdapterError when the host did not run this adapter in the sampling run just done.
+
+        Not called at all, or features computed but never added: both would give a tuning-free
+        image the user takes for a tuned one. Inactive by choice (strength 0, a sigma window the
+        schedule misses) is not an error.
+        """
+        if self.wrapper_calls == 0:
+            hook = f"its {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL} wrapper was never called"
+        elif self.active_calls and not self.applied_calls:
+            hook = "its output block patch was never called"
+        else:
+            return
+        raise AdapterError(f"{_describe(self.adapter)} was connected but not applied in {where}: {hook} by "
+                           f"{host_version()}, so the result would be tuning-free. Remove the adapter to sample "
+                           "tuning-free, or use a ComfyUI version the pack's README lists as tested.")
+
+    def outer_sample_wrapper(self, executor, *args, **kwargs):
+        """Counts from zero for each sampling run and checks them when the run returns."""
+        self.reset_counts()
+        samples = executor(*args, **kwargs)
+        self.check_applied("this sampling run")
+        return samples
+
     def diffusion_model_wrapper(self, executor, x, timesteps, context, y, control, transformer_options, **kwargs):
+        self.wrapper_calls += 1
         if not self._active(transformer_options):
             return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        self.active_calls += 1
         with torch.no_grad():  # the UNet is frozen: only phi needs gradients when training
             emb, features = self._pivot_features(executor.class_obj, x, timesteps, context, y, transformer_options, kwargs)
         upsampled = self.adapter.module(features, emb)
@@ -193,6 +268,7 @@ class UpsamplerInjection:
         features = transformer_options.get(self.key)
         if features is None:
             return h, hsp
+        self.applied_calls += 1
         index = transformer_options["block"][1]
         if index == 0 and MIDDLE in features:
             h = h + _fit(features[MIDDLE], h, MIDDLE)
@@ -256,10 +332,29 @@ def apply_upsampler_adapter(model, adapter: UpsamplerAdapter, pivot_latent: torc
                                    len(patched.model.diffusion_model.input_blocks))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, injection.key,
                                  injection.diffusion_model_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, injection.key,
+                                 injection.outer_sample_wrapper)
     if injection.backbone:
         patched.set_model_input_block_patch_after_skip(_HostPatch(injection.add_to_backbone))
     patched.set_model_output_block_patch(_HostPatch(injection.add_to_output_block))
     return patched
+
+
+def injections_of(model) -> list[UpsamplerInjection]:
+    """The adapter injections ``apply_upsampler_adapter`` put on ``model`` (a clone may carry several)."""
+    wrappers = model.wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {})
+    return [w.__self__ for fns in wrappers.values() for w in fns
+            if isinstance(getattr(w, "__self__", None), UpsamplerInjection)]
+
+
+def check_applied(model, where: str) -> None:
+    """After sampling ``model``: raise AdapterError if one of its adapters was not applied in that run.
+
+    For a stage loop that samples the clone itself, so a host that calls no wrappers at all (not
+    even ``OUTER_SAMPLE``) is caught too.
+    """
+    for injection in injections_of(model):
+        injection.check_applied(where)
 
 
 def direct_call_options(model) -> dict:

@@ -6,7 +6,7 @@ import os
 import folder_paths
 
 from ..adapters.fileformat import AdapterError, load_adapter
-from ..adapters.injection import apply_upsampler_adapter
+from ..adapters.injection import apply_upsampler_adapter, host_helpers
 from ..adapters.training import is_training_byproduct
 from .api import CATEGORY, UpsamplerAdapter, io, ui
 
@@ -56,6 +56,7 @@ class LoadUpsamplerAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, adapter_name: str) -> io.NodeOutput:
+        host_helpers()  # on a host without the UNet helpers, say so here rather than at the first stage
         adapter = load_adapter(_adapter_path(adapter_name))
         text = f"{adapter.spec.summary()}\nparameters: {adapter.parameter_count():,}"
         return io.NodeOutput(adapter, ui=ui.PreviewText(text))
