@@ -97,6 +97,8 @@ HUNYUAN_VIDEO15 = Family("hunyuan-video-1.5", 1280, 720, latent_factor=16, size_
 COSMOS_VIDEO = Family("cosmos", 1280, 704, size_multiple=16, frames_per_latent=8)
 COSMOS_PREDICT2_VIDEO = Family("cosmos-predict2-video", 1280, 704, size_multiple=16)  # the Wan 2.1 VAE: 4 frames
 DEMO = Family("selfcascade-demo", 32, 32, latent_factor=1, unet=True)  # the pack's pixel-space demo model (models/demo)
+# the pack's flow demo model (models/demo/flow_demo_model.py): a Flux-style transformer on 4x4-pixel patches
+DEMO_FLOW = Family("selfcascade-demo-flow", 32, 32, latent_factor=1, size_multiple=4)
 
 # stated fallbacks for a config no entry (nor any ancestor's) names
 UNKNOWN_UNET = Family("unet", 512, 512, unet=True)
@@ -125,7 +127,7 @@ BY_CONFIG = {
     "HunyuanVideo": HUNYUAN_VIDEO, "HunyuanVideoI2V": HUNYUAN_VIDEO, "HunyuanVideoSkyreelsI2V": HUNYUAN_VIDEO,
     "HunyuanVideo15": HUNYUAN_VIDEO15, "HunyuanVideo15_SR_Distilled": HUNYUAN_VIDEO15,
     "CosmosT2V": COSMOS_VIDEO, "CosmosI2V": COSMOS_VIDEO,
-    "SelfCascadeDemo": DEMO,
+    "SelfCascadeDemo": DEMO, "SelfCascadeDemoFlow": DEMO_FLOW,
 }
 _V_PREDICTION_FAMILY = {SD2: SD2_768}
 # config class name -> why a cascade of image stages cannot be planned for it
