@@ -13,9 +13,10 @@ indices and seeds, so both climb through the same code.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -117,10 +118,27 @@ def stage_schedules(model, plan: CascadePlan, settings: CascadeSettings) -> dict
     return {stage: by_k[settings.k_of_stage(stage)] for stage in range(1, plan.cascade_stages + 1)}
 
 
-def _oom(stage: int, width: int, height: int, error: Exception) -> Exception:
-    message = (f"out of memory in cascade stage {stage} at {width}x{height}: choose a smaller target, "
-               "fewer stages, a tiled VAE decode (VAE Decode (Tiled)), or free other models. Original: {error}")
-    return type(error)(message)
+def is_oom(error: Exception) -> bool:
+    """Out of memory by the host's own test where it has one (newer hosts also count accelerator
+    allocation errors), else by its ``OOM_EXCEPTION`` type."""
+    host_test = getattr(comfy.model_management, "is_oom", None)
+    if host_test is not None:
+        return host_test(error)
+    return isinstance(error, comfy.model_management.OOM_EXCEPTION)
+
+
+@contextlib.contextmanager
+def oom_named(stage: int, width: int, height: int) -> Iterator[None]:
+    """Re-raise an out-of-memory error with the stage and size it happened at, the fixes, and the
+    host's original message (same exception type, so the host still treats it as out of memory)."""
+    try:
+        yield
+    except Exception as error:
+        if not is_oom(error):
+            raise
+        message = (f"out of memory in cascade stage {stage} at {width}x{height}: choose a smaller target, "
+                   f"fewer stages, a tiled VAE decode (VAE Decode (Tiled)), or free other models. Original: {error}")
+        raise type(error)(message) from error
 
 
 def _high_res_steps(sigmas_of_stage: dict[int, torch.Tensor]) -> int:
@@ -143,13 +161,11 @@ def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, fami
 
     started = time.perf_counter()
     noise = comfy.sample.prepare_noise(samples, settings.seed, latent.get("batch_index"))
-    try:
+    with oom_named(0, plan.base.width, plan.base.height):
         samples = comfy.sample.sample(model, noise, settings.steps, settings.cfg, settings.sampler_name, settings.scheduler,
                                       positive, negative, samples, denoise=settings.denoise,
                                       noise_mask=latent.get("noise_mask"), callback=progress.stage_callback(settings.steps),
                                       disable_pbar=disable_pbar, seed=settings.seed)
-    except comfy.model_management.OOM_EXCEPTION as error:
-        raise _oom(0, plan.base.width, plan.base.height, error) from error
     base = StageReport(0, plan.base.width, plan.base.height, settings.steps, time.perf_counter() - started)
 
     out, reports = _climb(model, positive, negative, {**latent, "samples": samples}, plan, family, settings,
@@ -192,13 +208,11 @@ def _climb(model, positive, negative, first_pivot: dict, plan: CascadePlan, fami
         seed = stage_seed(settings.seed, index)
         noise = comfy.sample.prepare_noise(upscaled, seed, batch_index)
         sigmas = sigmas_of_stage[index]
-        try:
+        with oom_named(index, size.width, size.height):
             samples = comfy.sample.sample_custom(stage_model, noise, settings.cfg, sampler, sigmas, positive, negative,
                                                  upscaled, noise_mask=noise_mask,
                                                  callback=progress.stage_callback(len(sigmas) - 1),
                                                  disable_pbar=disable_pbar, seed=seed)
-        except comfy.model_management.OOM_EXCEPTION as error:
-            raise _oom(index, size.width, size.height, error) from error
         reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
                                    settings.k_of_stage(index)))
 

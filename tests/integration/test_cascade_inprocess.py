@@ -182,6 +182,48 @@ def test_interrupt_between_stages_stops_the_cascade():
         comfy.model_management.interrupt_current_processing(False)
 
 
+class AcceleratorOutOfMemory(RuntimeError):
+    """What a newer host's ``is_oom`` counts as out of memory besides ``OOM_EXCEPTION`` (an accelerator error)."""
+
+
+def failing_from_stage_1(error_type):
+    """A clone of the tiny SD1.5 whose UNet raises ``error_type`` at stage 1's 16x16 latent, as a GPU would."""
+    import comfy.patcher_extension
+
+    def out_of_memory(executor, x, *args, **kwargs):
+        if x.shape[-1] >= 16:
+            raise error_type("the host's own words: tried to allocate 2.00 GiB")
+        return executor(x, *args, **kwargs)
+
+    model = build_model("sd15").clone()
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test_oom", out_of_memory)
+    return model
+
+
+def test_out_of_memory_keeps_the_hosts_message():
+    import comfy.model_management
+
+    with pytest.raises(comfy.model_management.OOM_EXCEPTION) as raised:
+        node_cascade(failing_from_stage_1(comfy.model_management.OOM_EXCEPTION), "sd15", empty_latent("sd15"))
+    message = str(raised.value)
+    assert message.startswith("out of memory in cascade stage 1 at 128x128: choose a smaller target")
+    assert message.endswith("Original: the host's own words: tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_is_the_hosts_is_oom_where_it_has_one(monkeypatch):
+    import comfy.model_management
+
+    failing = failing_from_stage_1(AcceleratorOutOfMemory)
+    monkeypatch.delattr(comfy.model_management, "is_oom", raising=False)  # this host's version: OOM_EXCEPTION only
+    with pytest.raises(AcceleratorOutOfMemory, match="^the host's own words"):
+        node_cascade(failing, "sd15", empty_latent("sd15"))
+    monkeypatch.setattr(comfy.model_management, "is_oom", lambda error: isinstance(error, AcceleratorOutOfMemory),
+                        raising=False)  # a newer host's test, which also counts accelerator errors
+    with pytest.raises(AcceleratorOutOfMemory, match="^out of memory in cascade stage 1 at 128x128: .* Original: "
+                                                     "the host's own words"):
+        node_cascade(failing, "sd15", empty_latent("sd15"))
+
+
 def test_pixel_space_pivot_equals_decode_resize_encode():
     from tiny_pack.models import build_vae
 

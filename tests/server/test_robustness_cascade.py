@@ -108,6 +108,7 @@ def test_out_of_memory_names_the_stage_and_suggests_fixes(comfy):
     assert error.exception_type.endswith("OutOfMemoryError")
     assert "out of memory in cascade stage 1 at 128x128" in error.message
     assert "smaller target" in error.message and "VAE Decode (Tiled)" in error.message
+    assert "Original: simulated: no memory for a (2, 4, 16, 16) latent" in error.message  # the host's words (cond + uncond batch)
 
 
 def test_input_model_is_identical_before_and_after_every_node(comfy):
