@@ -86,6 +86,12 @@ def test_the_main_jobs_server_loads_this_pack_and_no_test_pack(tmp_path: Path):
     (["--prompt", "a cat"], "--prompt does not apply to workflow self_cascade_demo"),
     (["--checkpoint", "/no/such/model.safetensors"], "no such file"),
     (["--workflow", "wan21_video_tuning_free", "--checkpoint", str(MAIN_JOB)], "not a model file"),
+    (["--target", "0x0"], "--target 0x0: each side must be 64 to 16384 px"),
+    (["--target", "32x2048"], "each side must be 64 to 16384 px"),
+    (["--target", "20000x1024"], "each side must be 64 to 16384 px"),
+    (["--workflow", "sd15_512_to_2048_tuning_free", "--target", "512x512"],
+     "--target 512x512 is not larger than the workflow's base latent (its Empty Latent Image) 512x512: the workflow "
+     "would run a single stage, no cascade; the smallest target that cascades is 520x520"),
 ])
 def test_a_bad_argument_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str], says: str):
     run = main_job_cli(*args, output=tmp_path)
@@ -93,6 +99,25 @@ def test_a_bad_argument_is_one_line_and_exit_code_2(tmp_path: Path, args: list[s
     line = one_line(run.stderr)
     assert line.startswith("main_job: ") and says in line, line
     assert not list(tmp_path.iterdir()), "nothing may run on a bad argument"
+
+
+def test_the_smallest_cascading_target_keeps_the_aspect_and_exceeds_the_base_area():
+    assert main_job.smallest_cascading_target((512, 512), (512, 512), 8) == (520, 520)
+    assert main_job.smallest_cascading_target((1024, 512), (512, 512), 8) == (728, 368)
+    assert main_job.smallest_cascading_target((64, 64), (32, 32), 8) == (64, 64)  # never below the nodes' minimum
+    width, height = main_job.smallest_cascading_target((1664, 960), (832, 480), 16)
+    assert width * height > 832 * 480 and width % 16 == height % 16 == 0
+
+
+def test_output_names_follow_the_size_made():
+    prompt = load_api_prompt(API_WORKFLOWS / "sd15_512_to_2048_tuning_free.json")
+    main_job.name_outputs_by_size(prompt, (1024, 1024))
+    assert [node["inputs"]["filename_prefix"] for _, node in nodes_of(prompt, main_job.SAVERS)] == \
+        ["selfcascade/sd15_1024"]
+    prompt = load_api_prompt(API_WORKFLOWS / "self_cascade_demo.json")
+    main_job.name_outputs_by_size(prompt, (192, 128))
+    assert [node["inputs"]["filename_prefix"] for _, node in nodes_of(prompt, main_job.SAVERS)] == \
+        ["selfcascade/demo_192x128"]
 
 
 @pytest.mark.slow
@@ -137,4 +162,12 @@ def test_a_users_checkpoint_runs_in_place_with_prompt_and_target(tmp_path: Path)
     assert stages == ["base: 512x512", "stage 1: 576x576"]  # SD1.5's native 512 from the file, then the target
     image = Path(run.stdout.strip().splitlines()[-1].removeprefix("image: "))
     assert Image.open(image).size == (576, 576)
+    assert image.name.startswith("sdxl_576_")  # named by the size made, not the workflow's 2048
     assert sorted(path.name for path in models.iterdir()) == ["my_sd15.safetensors"]  # read in place, not copied
+
+    run = main_job_cli("--checkpoint", str(checkpoint), "--target", "512x512", output=output)
+    assert run.returncode == 2
+    line = one_line(run.stderr)
+    assert ("--target 512x512 is not larger than the model's native size (sd15) 512x512: the workflow would run a "
+            "single stage, no cascade; the smallest target that cascades is 520x520") in line, line
+    assert "queueing" not in run.stdout  # said before the prompt, so before any model loads
