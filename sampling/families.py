@@ -5,7 +5,9 @@ Keyed by the host's model config class (``comfy.supported_models``), so fine-tun
 checkpoints of a family get the family's facts. Every config the host ships has an entry here or
 a stated reason it cannot be planned (a test fails when the host adds one this table does not
 know); a config from elsewhere gets the facts of its nearest listed ancestor, or the stated
-fallback, and then the Family says what it assumed. A connected VAE decides the latent factor.
+fallback, and then the Family says what it assumed. Where the host's latent format states its
+pixels per cell or frames per latent frame (ComfyUI 0.10 and later), the host's figure wins; a
+connected VAE decides the latent factor over both.
 """
 from __future__ import annotations
 
@@ -96,6 +98,18 @@ HUNYUAN_VIDEO = Family("hunyuan-video", 1280, 720, size_multiple=16)
 HUNYUAN_VIDEO15 = Family("hunyuan-video-1.5", 1280, 720, latent_factor=16, size_multiple=16)
 COSMOS_VIDEO = Family("cosmos", 1280, 704, size_multiple=16, frames_per_latent=8)
 COSMOS_PREDICT2_VIDEO = Family("cosmos-predict2-video", 1280, 704, size_multiple=16)  # the Wan 2.1 VAE: 4 frames
+# ComfyUI 0.33's additions; native sizes are the models' published defaults
+LONGCAT_IMAGE = Family("longcat-image", 1024, 1024, size_multiple=16)
+KANDINSKY5_IMAGE = Family("kandinsky5-image", 1024, 1024, size_multiple=16)
+KANDINSKY5_VIDEO = Family("kandinsky5", 768, 512, size_multiple=16)  # the HunyuanVideo VAE: 4 frames
+FLUX2_VAE_IMAGE = {name: Family(name, 1024, 1024, latent_factor=16, size_multiple=16)
+                   for name in ("mageflow", "ideogram4", "ernie-image")}
+LENS = Family("lens", 1440, 1440, latent_factor=16, size_multiple=16)  # the host's shift comment: 1440x1440
+WAN_VAE_IMAGE = {name: Family(name, 1024, 1024, size_multiple=16) for name in ("joyimage", "krea2", "anima")}
+Z_IMAGE_PIXEL = Family("z-image-pixel", 1024, 1024, latent_factor=1, size_multiple=16)  # pixel space
+PIXELDIT = Family("pixeldit", 1024, 1024, latent_factor=1, size_multiple=16)  # pixel space, 16 px patches
+HIDREAM_O1 = Family("hidream-o1", 1024, 1024, latent_factor=1, size_multiple=32)  # pixel space, 32 px patches
+COGVIDEOX = Family("cogvideox", 720, 480, size_multiple=16)
 DEMO = Family("selfcascade-demo", 32, 32, latent_factor=1, unet=True)  # the pack's pixel-space demo model (models/demo)
 # the pack's flow demo model (models/demo/flow_demo_model.py): a Flux-style transformer on 4x4-pixel patches
 DEMO_FLOW = Family("selfcascade-demo-flow", 32, 32, latent_factor=1, size_multiple=4)
@@ -128,6 +142,13 @@ BY_CONFIG = {
     "HunyuanVideo15": HUNYUAN_VIDEO15, "HunyuanVideo15_SR_Distilled": HUNYUAN_VIDEO15,
     "CosmosT2V": COSMOS_VIDEO, "CosmosI2V": COSMOS_VIDEO,
     "SelfCascadeDemo": DEMO, "SelfCascadeDemoFlow": DEMO_FLOW,
+    "LongCatImage": LONGCAT_IMAGE, "Kandinsky5Image": KANDINSKY5_IMAGE, "Kandinsky5": KANDINSKY5_VIDEO,
+    "MageFlow": FLUX2_VAE_IMAGE["mageflow"], "Ideogram4": FLUX2_VAE_IMAGE["ideogram4"],
+    "ErnieImage": FLUX2_VAE_IMAGE["ernie-image"], "Lens": LENS, "JoyImage": WAN_VAE_IMAGE["joyimage"],
+    "Krea2": WAN_VAE_IMAGE["krea2"], "Anima": WAN_VAE_IMAGE["anima"], "Boogu": OMNIGEN2,
+    "ZImagePixelSpace": Z_IMAGE_PIXEL, "PixelDiTT2I": PIXELDIT, "PiD": PIXELDIT, "HiDreamO1": HIDREAM_O1,
+    "WAN21_CausalAR_T2V": WAN, "WAN_Animate2": WAN, "WAN21_FlowRVS": WAN, "WAN21_SCAIL": WAN, "WAN21_SCAIL2": WAN,
+    "WAN22_WanDancer": WAN, "CogVideoX_T2V": COGVIDEOX, "CogVideoX_I2V": COGVIDEOX, "CogVideoX_Inpaint": COGVIDEOX,
 }
 _V_PREDICTION_FAMILY = {SD2: SD2_768}
 # config class name -> why a cascade of image stages cannot be planned for it
@@ -136,23 +157,72 @@ NOT_PLANNABLE = {
     "Hunyuan3Dv2": "a 3-D shape model", "Hunyuan3Dv2mini": "a 3-D shape model", "Hunyuan3Dv2_1": "a 3-D shape model",
     "Stable_Cascade_C": "Stable Cascade's stage C, which samples a compressed semantic latent, not pixels",
     "Stable_Cascade_B": "Stable Cascade's stage B, which decodes stage C rather than sampling from a prompt",
+    "StableAudio3": "an audio model", "ACEStep15": "an audio model", "MiniMaxMusic3": "an audio model",
+    "LTXAV": "an audio-video model (its latent carries an audio track the stages cannot upscale)",
+    "MiniMaxH3": "an audio-video model (its latent carries an audio track the stages cannot upscale)",
+    "TripoSplat": "a 3-D model", "Trellis2": "a 3-D model",
+    "SeedVR2": "a video restoration model that upscales its input itself",
+    "RT_DETR_v4": "a detection model", "SAM3": "a segmentation model", "SAM31": "a segmentation model",
+    "DepthAnything3": "a depth model",
 }
 
 
+def _stated(latent_format, name: str):
+    """``name`` where ``latent_format`` (an instance or a class) or a class above it sets it, below the
+    host's ``LatentFormat`` base, whose value is a default rather than a fact about the family."""
+    if not isinstance(latent_format, type) and name in vars(latent_format):
+        return vars(latent_format)[name]
+    for cls in (latent_format if isinstance(latent_format, type) else type(latent_format)).__mro__:
+        if cls.__name__ == "LatentFormat" and cls.__module__ == "comfy.latent_formats":
+            return None
+        if name in vars(cls):
+            return vars(cls)[name]
+    return None
+
+
+def stated_ratios(latent_format) -> tuple[Optional[int], Optional[int]]:
+    """(pixels per latent cell, frames per latent frame) as the host's latent format states them.
+
+    ComfyUI 0.10 and later set ``spacial_downscale_ratio`` / ``temporal_downscale_ratio`` on the latent
+    formats that differ from the base's 8 px and 1 frame; older hosts state neither: None then. The
+    temporal ratio counts only for video (3-D) latents.
+    """
+    spatial = _stated(latent_format, "spacial_downscale_ratio")
+    temporal = _stated(latent_format, "temporal_downscale_ratio")
+    video = getattr(latent_format, "latent_dimensions", 2) == 3
+    return (spatial if isinstance(spatial, int) and spatial >= 1 else None,
+            temporal if video and isinstance(temporal, int) and temporal >= 1 else None)
+
+
+def with_stated_ratios(family: Family, latent_format) -> Family:
+    """``family`` with the ratios the host's latent format states, where it states them (the host wins)."""
+    spatial, temporal = stated_ratios(latent_format) if latent_format is not None else (None, None)
+    if spatial is not None and spatial != family.latent_factor:
+        family = family.with_latent_factor(spatial)
+    if temporal is not None and temporal != family.frames_per_latent:
+        family = replace(family, frames_per_latent=temporal)
+    return family
+
+
 def family_of_config(config_class: type, v_prediction: bool = False, unet: bool = False) -> Family:
-    """The family of a ``comfy.supported_models`` config class (or a subclass from elsewhere).
+    """The family of a ``comfy.supported_models`` config class (or a subclass from elsewhere), with the
+    ratios its latent format states.
 
     ``unet`` picks the stated fallback for a config neither listed nor derived from a listed one.
     Raises ``FamilyError`` for models that are not images or videos.
     """
+    latent_format = getattr(config_class, "latent_format", None)
     for cls in config_class.__mro__:
         if cls.__name__ in NOT_PLANNABLE:
             raise FamilyError(f"{config_class.__name__} is {NOT_PLANNABLE[cls.__name__]}: Self-Cascade plans image "
                               "and video models; sample it with the host's own nodes.")
         family = BY_CONFIG.get(cls.__name__)
         if family is not None:
-            return _V_PREDICTION_FAMILY.get(family, family) if v_prediction else family
-    return fallback_family(unet, f"model config {config_class.__name__} is not in Self-Cascade's family table")
+            return with_stated_ratios(_V_PREDICTION_FAMILY.get(family, family) if v_prediction else family,
+                                      latent_format)
+    return with_stated_ratios(
+        fallback_family(unet, f"model config {config_class.__name__} is not in Self-Cascade's family table"),
+        latent_format)
 
 
 def fallback_family(unet: bool, why: str) -> Family:
@@ -174,7 +244,7 @@ def detect_family(model, vae=None) -> Family:
     base_model = model.model
     family = family_of_config(type(base_model.model_config), base_model.model_type.name.startswith("V_PREDICTION"),
                               type(base_model.diffusion_model).__name__ == "UNetModel")
-    return with_vae(family, vae)
+    return with_vae(with_stated_ratios(family, model.get_model_object("latent_format")), vae)
 
 
 def with_vae(family: Family, vae=None) -> Family:
