@@ -8,8 +8,9 @@ graph VAE Encode -> (Pivot Upscale + Pivot Reschedule + SamplerCustom) per stage
 
 Tiling (``tile``): ``auto`` tiles a pass when a frame has more than ``AUTO_TILE_PIXELS`` pixels
 (2048x2048), or when ComfyUI's own memory estimate for the pass (``vae.memory_used_encode`` /
-``memory_used_decode``, the numbers its VAE uses to batch) exceeds the memory free on the VAE's
-device once the VAE is loaded; ``always`` and ``never`` force it. The report says what was done.
+``memory_used_decode``, the numbers its VAE uses to batch) exceeds the memory free for the VAE once
+it is loaded (``free_memory``: the patcher's figure where the host has one, as its VAE asks);
+``always`` and ``never`` force it. The report says what was done.
 """
 from __future__ import annotations
 
@@ -137,6 +138,15 @@ def _pixel_shape(vae, pixels: torch.Tensor) -> tuple[int, ...]:
     return frames, channels, height, width
 
 
+def free_memory(vae) -> int:
+    """Memory free for a VAE pass, as the host's own VAE asks: its patcher's figure where the host has
+    one (ComfyUI 0.33 adds what dynamic VRAM can give back), else the device's free memory."""
+    patcher_free = getattr(vae.patcher, "get_free_memory", None)
+    if callable(patcher_free):
+        return patcher_free(vae.device)
+    return comfy.model_management.get_free_memory(vae.device)
+
+
 def tiling(vae, mode: str, frame_pixels: int, estimate: float) -> tuple[bool, str]:
     """Whether to tile a pass, and why, in words for the report."""
     if mode != "auto":
@@ -145,7 +155,7 @@ def tiling(vae, mode: str, frame_pixels: int, estimate: float) -> tuple[bool, st
     if frame_pixels > AUTO_TILE_PIXELS:
         return True, f"auto: {megapixels:.1f} MP per frame, above {AUTO_TILE_PIXELS / 1e6:.1f} MP"
     comfy.model_management.load_models_gpu([vae.patcher], memory_required=estimate, force_full_load=vae.disable_offload)
-    free = comfy.model_management.get_free_memory(vae.device)
+    free = free_memory(vae)
     if estimate > free:
         return True, f"auto: ComfyUI estimates {estimate / _GB:.1f} GB, {free / _GB:.1f} GB free"
     return False, f"auto: ComfyUI estimates {estimate / _GB:.2f} GB, {free / _GB:.1f} GB free"

@@ -6,14 +6,17 @@ import pytest
 import torch
 
 import comfy.latent_formats
+import comfy.model_management
 import comfy.sample
 import comfy.supported_models
 import nodes as core
 from selfcascade.sampling import latents
 from selfcascade.sampling.families import BY_CONFIG, FLUX, SD_X4_UPSCALER, detect_family, stated_ratios
 from selfcascade.sampling.latents import RATIO_KEYS, host_ratio_keys, prepare_base_latent
-from tiny_pack.models import build_conditioning, build_model
+from selfcascade.sampling.upscale import free_memory, tiling
+from tiny_pack.models import build_conditioning, build_model, build_vae
 
+GB = 1024**3
 # what a newer host's EmptyLatentImage gives: an 8 px-per-cell empty latent that says so
 KEYED = {"samples": torch.zeros((1, 4, 8, 12)), "downscale_ratio_spacial": 8, "downscale_ratio_temporal": 1,
          "batch_index": [0]}
@@ -131,3 +134,17 @@ def test_the_table_agrees_with_what_the_host_states():
              if spatial not in (None, BY_CONFIG[name].latent_factor)
              or temporal not in (None, BY_CONFIG[name].frames_per_latent)}
     assert not wrong, f"the host states other ratios than the family table: {wrong}"
+
+
+# --- the VAE's patcher's free memory (0.33: what dynamic VRAM can give back, on top of the device's)
+
+
+def test_auto_tiling_asks_the_vae_patcher_for_free_memory_where_the_host_has_it(monkeypatch):
+    vae = build_vae()
+    extra = 10**6 * GB  # more than any machine has: the verdict can only come from the patcher's figure
+    assert tiling(vae, "auto", 64 * 64, estimate=extra / 2)[0] is True  # the device's own free memory
+    monkeypatch.setattr(vae.patcher, "get_free_memory",
+                        lambda device: comfy.model_management.get_free_memory(device) + extra, raising=False)
+    assert free_memory(vae) >= extra
+    tiled, why = tiling(vae, "auto", 64 * 64, estimate=extra / 2)
+    assert not tiled and why.startswith("auto: ComfyUI estimates 500000.00 GB, ")
