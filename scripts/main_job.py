@@ -7,7 +7,8 @@ export of ``workflows/self_cascade_demo.json``: the pack's own demo model (no do
 where it lies (the server's checkpoints folder points at the file's folder; nothing is copied).
 
     python scripts/main_job.py [--workflow NAME] [--checkpoint FILE] [--prompt TEXT] [--negative TEXT]
-                               [--target WxH] [--count N] [--seed S] [--steps N] [--output DIR]
+                               [--target WxH] [--count N] [--demo-model unet|flow] [--seed S] [--steps N]
+                               [--output DIR]
 
 Run it with ComfyUI's Python (``bash scripts/main_job.sh`` provisions the test host, or uses
 ``COMFYUI_PATH``). The server runs on the GPU when torch sees one, and loads this pack and no other
@@ -49,6 +50,7 @@ CASCADES = ("SelfCascadeKSampler", "SelfCascadeUpscale")  # nodes whose target, 
 MIN_TARGET_SIDE = 64  # the Self-Cascade Base Latent's smallest target side
 MAX_TARGET_SIDE = 16384  # ComfyUI's MAX_RESOLUTION, the nodes' largest side
 MODEL_LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "UNETLoader": "unet_name", "SelfCascadeDemoModel": None}
+DEMO_ARCHITECTURES = ("unet", "flow")  # the Self-Cascade Demo Model's architecture input
 SIZE_IN_NAME = re.compile(r"_\d+(?:x\d+)?$")  # "selfcascade/sd15_2048", "selfcascade/wan_1664x960"
 
 
@@ -82,6 +84,9 @@ def arguments(argv: Optional[list[str]]) -> argparse.Namespace:
                         help=f"final size in pixels, {MIN_TARGET_SIDE} to {MAX_TARGET_SIDE} per side and larger than "
                              "the model's native size, e.g. 2048x2048")
     parser.add_argument("--count", type=int, help="demo model only: discs to draw, 1 to 3 (its prompt)")
+    parser.add_argument("--demo-model", choices=DEMO_ARCHITECTURES,
+                        help="demo model only: unet (SD1.x-style, eps) or flow (Flux-style transformer, velocity); "
+                             "default: the workflow's")
     parser.add_argument("--seed", type=int, help="noise seed (stage r uses seed + r)")
     parser.add_argument("--steps", type=int, help="steps of the base stage")
     parser.add_argument("--output", type=Path, default=OUTPUT_DIR, metavar="DIR",
@@ -143,6 +148,12 @@ def apply_options(prompt: dict, args: argparse.Namespace) -> None:
         sized = ("SelfCascadeBaseLatent",) if nodes_of(prompt, ("SelfCascadeBaseLatent",)) else CASCADES
         for name, side in zip(("target_width", "target_height"), args.target):
             set_input(prompt, workflow, "--target", sized, name, side)
+    if args.demo_model is not None:  # an optional input, absent from exports that keep its default
+        demo_nodes = nodes_of(prompt, ("SelfCascadeDemoModel",))
+        if not demo_nodes:
+            raise UsageError(f"--demo-model does not apply to workflow {workflow}: it has no SelfCascadeDemoModel")
+        for _, node in demo_nodes:
+            node["inputs"]["architecture"] = args.demo_model
     for option, class_types, name, value in (("--count", ("SelfCascadeDemoModel",), "count", args.count),
                                              ("--seed", (*CASCADES, "KSampler"), "seed", args.seed),
                                              ("--steps", (*CASCADES, "KSampler", "SelfCascadePivotReschedule"),
