@@ -9,7 +9,9 @@ import comfy.latent_formats
 import comfy.model_management
 import comfy.sample
 import comfy.supported_models
+import comfyui_version
 import nodes as core
+from selfcascade.nodes.cascade_nodes import SelfCascadeKSampler
 from selfcascade.sampling import latents
 from selfcascade.sampling.families import BY_CONFIG, FLUX, SD_X4_UPSCALER, detect_family, stated_ratios
 from selfcascade.sampling.latents import RATIO_KEYS, host_ratio_keys, prepare_base_latent
@@ -17,6 +19,7 @@ from selfcascade.sampling.upscale import free_memory, tiling
 from tiny_pack.models import build_conditioning, build_model, build_vae
 
 GB = 1024**3
+HOST = f"ComfyUI {comfyui_version.__version__}"
 # what a newer host's EmptyLatentImage gives: an 8 px-per-cell empty latent that says so
 KEYED = {"samples": torch.zeros((1, 4, 8, 12)), "downscale_ratio_spacial": 8, "downscale_ratio_temporal": 1,
          "batch_index": [0]}
@@ -148,3 +151,35 @@ def test_auto_tiling_asks_the_vae_patcher_for_free_memory_where_the_host_has_it(
     assert free_memory(vae) >= extra
     tiled, why = tiling(vae, "auto", 64 * 64, estimate=extra / 2)
     assert not tiled and why.startswith("auto: ComfyUI estimates 500000.00 GB, ")
+
+
+# --- Flux.2 (128 channels at 16 px per cell) from the host's plain Empty Latent Image
+
+
+def flux2_runs(scale_by: float) -> tuple[dict, dict, list[str]]:
+    """Core's KSampler and the Self-Cascade KSampler on a 256x256 Empty Latent Image with a tiny Flux.2."""
+    model, positive, negative = build_model("flux2"), build_conditioning("flux2"), build_conditioning("flux2", seed=1)
+    (latent,) = core.EmptyLatentImage().generate(256, 256, 1)
+    (expected,) = core.KSampler().sample(model, 3, 1, 1.0, "euler", "simple", positive, negative, latent)
+    output = SelfCascadeKSampler.execute(
+        model=model, seed=3, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple", positive=positive,
+        negative=negative, latent_image=latent, scale_by=scale_by, target_width=0, target_height=0, k=0.7,
+        later_k=0.0, upscale_method="bilinear", stage_steps=0, denoise=1.0)
+    return expected, output.result[0], output.ui.as_dict()["text"][0].splitlines()
+
+
+def test_flux2_base_stage_equals_the_hosts_ksampler():
+    expected, ours, _ = flux2_runs(scale_by=1.0)
+    assert torch.equal(ours["samples"], expected["samples"]) and set(ours) == set(expected)
+
+
+@pytest.mark.skipif("downscale_ratio_spacial" not in host_ratio_keys(),
+                    reason=f"{HOST}'s KSampler samples an empty latent at the size it was made (no "
+                           "downscale_ratio_spacial; ComfyUI 0.10 on resize it to the model's 16 px): run on a newer "
+                           "host (scripts/provision_newer_host.py)")
+def test_flux2_samples_a_256_px_empty_latent_image_at_256_px_and_cascades_from_there():
+    expected, _, report = flux2_runs(scale_by=1.0)
+    assert expected["samples"].shape == (1, 128, 16, 16) and report[0].startswith("base: 256x256")
+    _, ours, report = flux2_runs(scale_by=2.0)
+    assert ours["samples"].shape == (1, 128, 32, 32)
+    assert report[0].startswith("base: 256x256") and report[1].startswith("stage 1: 512x512")

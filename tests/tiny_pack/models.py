@@ -11,8 +11,11 @@ Test-only: imported by the tiny node pack (for the server) and by in-process tes
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+import comfy.ldm.flux.model
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
@@ -71,14 +74,29 @@ def _unet_config(family: str) -> tuple[type, dict, comfy.model_base.ModelType]:
     raise ValueError(family)
 
 
+def _flux_params(config: dict, txt_ids_dims: list) -> dict:
+    """``config`` with the fields a newer host's ``FluxParams`` requires, as its detection sets them
+    (ComfyUI 0.33: ``txt_ids_dims``, [] for Flux and [3] for Flux.2)."""
+    fields = {field.name for field in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
+    return {**config, "txt_ids_dims": txt_ids_dims} if "txt_ids_dims" in fields else config
+
+
 def _dit_config(family: str) -> tuple[type, dict]:
     if family == "flux":
-        return comfy.supported_models.FluxSchnell, {
+        return comfy.supported_models.FluxSchnell, _flux_params({
             "image_model": "flux", "guidance_embed": False, "in_channels": 16, "out_channels": 16,
             "vec_in_dim": POOLED_DIM, "context_in_dim": CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 2.0,
             "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
             "patch_size": 2, "qkv_bias": True,
-        }
+        }, [])
+    if family == "flux2":  # 128 channels at 16 px per cell, no patches (not in FAMILIES, which tests parametrise over)
+        return comfy.supported_models.Flux2, _flux_params({
+            "image_model": "flux2", "guidance_embed": False, "in_channels": 128, "out_channels": 128,
+            "vec_in_dim": None, "context_in_dim": CONTEXT_DIM, "hidden_size": 64, "mlp_ratio": 3.0, "num_heads": 2,
+            "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 8, 8, 8], "theta": 2000, "patch_size": 1,
+            "qkv_bias": False, "global_modulation": True, "mlp_silu_act": True, "ops_bias": False,
+            "default_ref_method": "index", "ref_index_scale": 10.0,
+        }, [3])
     if family == "wan":
         return comfy.supported_models.WAN21_T2V, {
             "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "text_len": 8,
@@ -94,7 +112,7 @@ def build_model(family: str, seed: int = 0, width: int = 32) -> comfy.model_patc
     (``width``: a UNet's model_channels, for tests that need weights of some size)."""
     device = comfy.model_management.get_torch_device()
     offload = comfy.model_management.unet_offload_device()
-    if family in ("flux", "wan"):
+    if family in ("flux", "flux2", "wan"):
         config_cls, unet_config = _dit_config(family)
         model_config = config_cls(unet_config)
         model_config.set_inference_dtype(torch.float32, None)
@@ -118,13 +136,13 @@ def build_conditioning(family: str, seed: int = 0, tokens: int = 8) -> list:
     generator = torch.Generator().manual_seed(seed)
     context = torch.randn((1, tokens, CONTEXT_DIM), generator=generator)
     extras: dict = {}
-    if family in ("sdxl", "flux"):
+    if family in ("sdxl", "flux", "flux2"):  # Flux.2 ignores it, but older hosts' Flux conditioning asks for it
         extras["pooled_output"] = torch.randn((1, POOLED_DIM), generator=generator)
     return [[context, extras]]
 
 
 def latent_channels(family: str) -> int:
-    return 16 if family in ("flux", "wan") else 4
+    return {"flux": 16, "wan": 16, "flux2": 128}.get(family, 4)
 
 
 # SD's AutoencoderKL layout (8x down, 4 latent channels) at the narrowest width its GroupNorm(32) allows
