@@ -1,20 +1,25 @@
-"""The README's figures, rendered from the committed result files: one source of truth.
+"""The README's and docs/' figures, rendered from the committed result files: one source of truth.
 
-Every measured number in ``README.md`` sits in a generated block,
+Every measured number in ``README.md`` and in the pages under ``docs/`` (``documents()``) sits in a
+generated block,
 
     <!-- generated:NAME -->
     ...rendered text...
     <!-- /generated:NAME -->
 
 and ``BLOCKS`` maps NAME to the function that renders it from its result file (JSON under
-``benchmarks/``). ``python -m benchmarks.readme`` (from the repo root, any Python: JSON and text
-only, no torch or ComfyUI) rewrites the blocks; ``--check`` exits 1 when the README differs from
-what the results say, which ``tests/unit/test_readme_generated.py`` also asserts. A rerun that
-changes a result therefore changes the README in the same commit.
+``benchmarks/``); each block lives in one document. The README keeps one sentence per area with
+the headline figure and a link; the long tables live in ``docs/evidence.md``,
+``docs/upscale-evidence.md`` and ``docs/performance.md``. Renderers write links from the repository
+root; a page under ``docs/`` gets them made relative to itself. ``python -m benchmarks.readme``
+(from the repo root, any Python: JSON and text only, no torch or ComfyUI) rewrites the blocks;
+``--check`` exits 1 when a document differs from what the results say, which
+``tests/unit/test_readme_generated.py`` also asserts. A rerun that changes a result therefore
+changes the documents in the same commit.
 
 Outside the blocks nothing may look measured: ``unlisted_figures`` finds every decimal number,
 percentage, count with thousands separators, and number with a unit of time, memory or throughput
-in the README's prose and tables (code, link targets and comments excepted; a decimal glued to a
+in a document's prose and tables (code, link targets and comments excepted; a decimal glued to a
 name such as SD1.5 or GPL-3.0, and versions such as 0.3.75, are names), and each must sit inside a
 phrase of ``NOT_MEASURED``, which says what it is instead (a setting, a default, a limit, the
 paper's number, a version, a count the code fixes and a test pins). A measured figure belongs in a
@@ -34,15 +39,22 @@ from .evidence import report as evidence
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 RESULTS = REPO / "benchmarks" / "results"
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.DOTALL)
+ROOT_LINK = re.compile(r"(\]\()(?![a-z]+:|#|/|\.\./)")  # a markdown link target written from the repository root
+
+
+def documents() -> list[Path]:
+    """The README and every page under docs/: the files whose figures are rendered and checked."""
+    return [README, *sorted(DOCS.glob("*.md"))]
 
 Renderer = Callable[[], str]
 BLOCKS: dict[str, Renderer] = {}
 
 
 def block(name: str) -> Callable[[Renderer], Renderer]:
-    """Register ``function`` as the renderer of README block ``name``."""
+    """Register ``function`` as the renderer of block ``name`` (in the README or a page of docs/)."""
     def register(function: Renderer) -> Renderer:
         BLOCKS[name] = function
         return function
@@ -94,6 +106,28 @@ def training_adapters() -> str:
     return evidence.training_adapters(evidence.load())
 
 
+@block("readme-evidence")
+def readme_evidence() -> str:
+    """The README's headline: 16x area, direct sampling against the cascade and hires fix, and its caveats."""
+    results = evidence.load()
+    tables = evidence.tables_by_name(results)
+    table = tables["main-16x"]
+    method = results["recipes"]["16x"]["method"]
+    ours, direct, hires = (evidence.row(table, m) for m in (method, "direct", "hires-0.5"))
+    k, later_k = evidence.ks(method)
+    default = f"cascade-{results['settings']['k']:g}"
+    return (f"On the pack's demo model at 16x area (32² → {table['size']}², N = {table['n']} per row), sampling directly "
+            f"at the target has duplication (the share of images with more discs than prompted) "
+            f"{evidence.value(direct['duplication'], 'duplication')}. The cascade with the K study's choice (K {k}, then "
+            f"`later_k` {later_k}) has count fidelity (the share with exactly the prompted number) "
+            f"{evidence.value(ours['count_fidelity'], 'count_fidelity')} against hires fix's "
+            f"{evidence.value(hires['count_fidelity'], 'count_fidelity')} (denoise 0.5), at {ours['relative_time']:.2f}× "
+            f"and {hires['relative_time']:.2f}× direct's CPU time; on disjoint replication seeds its composition is "
+            f"{evidence.composition_against_hires(tables['replication-16x'], method)}, and with the node's default K "
+            f"{results['settings']['k']:g} in every stage it is {evidence.composition_against_hires(table, default)}. "
+            "The tables, the K study and what they mean: [docs/evidence.md](docs/evidence.md).\n")
+
+
 # performance: the tiny-model CPU smoke and the full-size operation counts
 
 SMOKE_CHECKS = ("cascade wall / its UNet calls (floor)", "… with its UNet time set to the graph's",
@@ -138,6 +172,17 @@ def full_size_flops() -> str:
               f"the 1.15x adapter budget is missed there; counted at full size (SDXL 1024→2048) it is "
               f"{sdxl['lite']:.2f}x (lite) and {sdxl['official-sdxl']:.2f}x (official)."]
     return "\n".join(lines) + "\n"
+
+
+@block("readme-performance")
+def readme_performance() -> str:
+    counts = load(RESULTS / "full-size-flops.json")["flops"]
+    sdxl = next(c for c in counts if c["family"] == "sdxl" and c["sizes"] == [1024, 2048])
+    adapters = sdxl["adapter_ratio"]
+    return (f"Counted at full size (SDXL 1024² → 2048², {sdxl['steps']} base steps, operations on the meta device), the "
+            f"cascade costs {sdxl['cascade_over_direct']:.2f}x the operations of sampling directly at the target, and a "
+            f"stage with an adapter {adapters['lite']:.2f}x (lite) or {adapters['official-sdxl']:.2f}x (official) a "
+            "tuning-free stage; timings so far are from CPUs only: [docs/performance.md](docs/performance.md).\n")
 
 
 @block("training-throughput")
@@ -197,16 +242,30 @@ def upscale_evidence() -> str:
             lines.append(f"| {scale * scale}x | {row['label']} | {_interval(row['count_kept'], 3)} "
                          f"| {_interval(row['centre_shift_px'], 2)} | {_interval(row['patch_fd'], 1)} "
                          f"| {_interval(row['hf_ratio'], 3)} | {row['seconds_per_image']:.2f} |")
+    lines += ["", upscale_headline(run, rows)]
+    return "\n".join(lines) + "\n"
+
+
+def upscale_headline(run: dict, rows: dict) -> str:
+    """At 16x area: the count kept, the centres' shift, patch FD and CPU time against bicubic and hires fix."""
+    k = run["settings"]["default_k"]
     ours, bicubic, hires, tuned = (rows[(4, m, mk)] for m, mk in (("upscale", k), ("bicubic", None),
                                                                   ("hires fix", None), ("upscale + adapter", k)))
-    lines += ["", f"At 16x area, Self-Cascade Upscale (K {k}) keeps the input's count in "
-              f"{ours['count_kept']['value']:.0%} of images (bicubic {bicubic['count_kept']['value']:.0%}, one hires-fix "
-              f"pass {hires['count_kept']['value']:.0%}), moves disc centres by {ours['centre_shift_px']['value']:.2f} "
-              f"input px on average (bicubic {bicubic['centre_shift_px']['value']:.2f}), and brings the patch FD from "
-              f"bicubic's {bicubic['patch_fd']['value']:.0f} to {ours['patch_fd']['value']:.0f} (hires fix "
-              f"{hires['patch_fd']['value']:.0f}; with the lite adapter {tuned['patch_fd']['value']:.0f}) in "
-              f"{ours['seconds_per_image'] / hires['seconds_per_image']:.2f}x the hires-fix pass's CPU time."]
-    return "\n".join(lines) + "\n"
+    return (f"At 16x area, Self-Cascade Upscale (K {k}) keeps the input's count in "
+            f"{ours['count_kept']['value']:.0%} of images (bicubic {bicubic['count_kept']['value']:.0%}, one hires-fix "
+            f"pass {hires['count_kept']['value']:.0%}), moves disc centres by {ours['centre_shift_px']['value']:.2f} "
+            f"input px on average (bicubic {bicubic['centre_shift_px']['value']:.2f}), and brings the patch FD from "
+            f"bicubic's {bicubic['patch_fd']['value']:.0f} to {ours['patch_fd']['value']:.0f} (hires fix "
+            f"{hires['patch_fd']['value']:.0f}; with the lite adapter {tuned['patch_fd']['value']:.0f}) in "
+            f"{ours['seconds_per_image'] / hires['seconds_per_image']:.2f}x the hires-fix pass's CPU time.")
+
+
+@block("readme-upscale")
+def readme_upscale() -> str:
+    run, rows = _upscale_rows()
+    return (f"Measured on the demo model (real renders of discs at 32x32, N = {run['settings']['n']} per row): "
+            + upscale_headline(run, rows) + " Every row, the first-stage K and colour: "
+            "[docs/upscale-evidence.md](docs/upscale-evidence.md).\n")
 
 
 @block("upscale-k")
@@ -284,9 +343,10 @@ NOT_FIGURES = (re.compile(r"```.*?```", re.S), re.compile(r"`[^`\n]*`"), re.comp
 
 NOT_MEASURED: dict[str, str] = {
     "arXiv 2402.10491": "the paper's arXiv id",
-    "(K = 0.7 of the time": "the paper's setting (K = 700 of T = 1000)",
     "`python3` 3.10 or 3.11": "supported versions",
     "Python of your ComfyUI, 3.10 to 3.13: it uses nothing newer than 3.10 and": "supported versions",
+    "Python of your ComfyUI, 3.10 to 3.13, and": "supported versions",
+    "(K 0.7, then `later_k` 0.4)": "the settings of the pictured cascade (the 16x recipe of docs/evidence.md)",
     "nothing that 3.12 or 3.13 removed. The suite runs on the test host's Python 3.11": "versions",
     "from a wheel published for 3.10 and 3.11 only": "versions",
     "on each of Python 3.10, 3.12 and 3.13": "versions",
@@ -589,13 +649,19 @@ def full_size_markdown(document: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(text: str) -> str:
-    """``text`` with every generated block re-rendered; an unknown block name is an error."""
+def relative_links(text: str, document: Path) -> str:
+    """A block's repository-root links as seen from ``document`` (``../benchmarks/...`` from docs/)."""
+    up = "../" * len(document.resolve().parent.relative_to(REPO).parts)
+    return ROOT_LINK.sub(lambda match: match.group(1) + up, text) if up else text
+
+
+def render(text: str, document: Path = README) -> str:
+    """``text`` (of ``document``) with every generated block re-rendered; an unknown block name is an error."""
     def replace(match: re.Match) -> str:
         name = match["name"]
         if name not in BLOCKS:
-            raise KeyError(f"README block '{name}' has no renderer in benchmarks/readme.py")
-        return f"{match.group(1)}{BLOCKS[name]()}{match.group(4)}"
+            raise KeyError(f"block '{name}' has no renderer in benchmarks/readme.py")
+        return f"{match.group(1)}{relative_links(BLOCKS[name](), document)}{match.group(4)}"
     return BLOCK.sub(replace, text)
 
 
@@ -605,23 +671,26 @@ def block_names(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the results")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a document differs from the results")
     args = parser.parse_args(argv)
-    current = README.read_text(encoding="utf-8")
-    rendered = render(current)
-    if args.check:
+    failed = False
+    for document in documents():
+        current = document.read_text(encoding="utf-8")
+        rendered = render(current, document)
+        shown = document.relative_to(REPO)
+        if not args.check:
+            document.write_text(rendered, encoding="utf-8")
+            print(f"rendered {len(block_names(rendered))} blocks into {shown}")
+            continue
         if rendered != current:
-            print("README.md is behind the result files: run python -m benchmarks.readme", file=sys.stderr)
-            return 1
+            print(f"{shown} is behind the result files: run python -m benchmarks.readme", file=sys.stderr)
+            failed = True
         unlisted = unlisted_figures(current)
         if unlisted:
-            print("README.md has measured-looking figures outside generated blocks (render them in a block, or list "
+            print(f"{shown} has measured-looking figures outside generated blocks (render them in a block, or list "
                   "them in NOT_MEASURED with what they are):\n  " + "\n  ".join(unlisted), file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(rendered, encoding="utf-8")
-    print(f"rendered {len(block_names(rendered))} blocks into {README.relative_to(REPO)}")
-    return 0
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

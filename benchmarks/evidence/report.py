@@ -264,8 +264,8 @@ def training_adapters(results: dict) -> str:
     return (f"The lite adapter starts as an exact no-op (zero output scale) and AdamW moves each weight by at most about "
             f"lr per step, so lr × steps bounds how far a run takes it: the paper's 5e-5 over 4k–10k steps reaches "
             f"{5e-5 * 4000:g}–{5e-5 * 10000:g}. A short run needs a larger lr for the same reach: the evidence's adapters "
-            f"below were trained with lr {lr:g} for {steps} steps of batch {first['batch']} ({lr * steps:g}) on "
-            f"{first['images']} real renders per stage size, K 0.7, everything else at the defaults above.\n")
+            f"were trained with lr {lr:g} for {steps} steps of batch {first['batch']} ({lr * steps:g}) on "
+            f"{first['images']} real renders per stage size, K 0.7, everything else at the trainer's defaults.\n")
 
 
 def in_sentence(label: str) -> str:

@@ -29,5 +29,5 @@ def test_every_served_node_id_carries_the_pack_prefix_and_the_readme_lists_them(
               if node["python_module"] == f"custom_nodes.{PACK_NAME}"}
     assert served and all(node_id.startswith("SelfCascade") for node_id in served), sorted(served)
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    listed = dict(re.findall(r"^\| ([^|`]+?) \| `(SelfCascade\w+)` \|$", readme, flags=re.MULTILINE))
+    listed = dict(re.findall(r"^\| ([^|`]+?) \| `(SelfCascade\w+)` \|", readme, flags=re.MULTILINE))
     assert {node_id: name for name, node_id in listed.items()} == served

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DOCUMENTS = [REPO / "README.md", REPO / "benchmarks" / "README.md"]
+DOCUMENTS = [REPO / "README.md", REPO / "benchmarks" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 EXACTNESS = re.compile(r"bit[ -]for[ -]bit|bit-identical", re.IGNORECASE)
 TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 

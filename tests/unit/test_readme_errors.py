@@ -1,4 +1,5 @@
-"""The README's "Errors and what they mean" table documents only messages that tests assert.
+"""The errors table (docs/errors.md, linked from the README's "Errors and what they mean") documents only
+messages that tests assert, and so do the messages the README names.
 
 Each row's fragment must appear in a test of the suite (server, integration or browser tests check
 it against what the real host returned), so the table cannot drift from the code unnoticed.
@@ -11,12 +12,18 @@ SECTION = re.compile(r"^## Errors and what they mean\n(.*?)^## ", re.S | re.M)
 
 
 def documented_fragments() -> list[str]:
+    return re.findall(r"^\| `([^`]+)` \|", (REPO / "docs" / "errors.md").read_text(), re.M)
+
+
+def readme_fragments() -> list[str]:
     section = SECTION.search((REPO / "README.md").read_text()).group(1)
-    return re.findall(r"^\| `([^`]+)` \|", section, re.M)
+    return re.findall(r"`([^`]+)`", section)
 
 
 def test_readme_documents_errors():
     assert len(documented_fragments()) >= 15
+    assert "(docs/errors.md)" in SECTION.search((REPO / "README.md").read_text()).group(1)
+    assert set(readme_fragments()) <= set(documented_fragments())  # the README's picks are rows of the table
 
 
 def test_every_documented_message_is_asserted_by_a_test():
