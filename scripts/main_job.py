@@ -228,7 +228,10 @@ def model_family(client: ComfyClient, prompt: dict) -> Optional[dict]:
         return None
     name_input = MODEL_LOADERS[loader["class_type"]]
     file_name = loader["inputs"].get(name_input, "") if name_input else ""
-    answer = client.get("/selfcascade/family", loader=loader["class_type"], file=file_name).json()
+    try:
+        answer = client.get("/selfcascade/family", loader=loader["class_type"], file=file_name).json()
+    except requests.HTTPError:  # no such route: the pack failed to load, which the prompt's rejection will say
+        return None
     return None if "error" in answer else answer
 
 
