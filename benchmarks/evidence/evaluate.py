@@ -91,6 +91,7 @@ class EvalSettings:
     with_adapter: bool = True
     workers: int = 2
     bootstrap_resamples: int = 2000
+    demo: str = "unet"  # the demo model measured: a key of generation.DEMO_MODELS
 
     @property
     def scales(self) -> tuple[int, int]:
@@ -159,7 +160,7 @@ def batches(spec: TableSpec, method: Method, settings: EvalSettings, adapters: d
         for index, first in enumerate(range(0, per_count, settings.batch)):
             seed = SEED_SETS[spec.seed_set] + settings.seed + 1000 * count + 10 * index
             out.append(Batch(method, spec.size, count, min(settings.batch, per_count - first), seed, settings.sampling(),
-                             stage_adapters, keep if index == 0 else 0))
+                             stage_adapters, keep if index == 0 else 0, settings.demo))
     return out
 
 

@@ -20,7 +20,7 @@ import comfy.utils
 
 from ...adapters.fileformat import load_adapter, save_adapter
 from ...adapters.injection import apply_upsampler_adapter
-from ...models.demo import demo_model
+from ...models.demo import demo_model, flow_demo_model
 from ...sampling.cascade import CascadeSettings, run_cascade, stage_seed
 from ...sampling.families import detect_family
 from ...sampling.plan import plan_stages
@@ -83,6 +83,7 @@ class Batch:
     sampling: Sampling
     adapters: tuple[tuple[int, str], ...] = ()  # (stage size, adapter file) for adapter rows
     keep_samples: int = 0  # images to send back for the sample sheet
+    demo: str = "unet"  # which demo model draws: a key of DEMO_MODELS
 
 
 @dataclass
@@ -116,14 +117,18 @@ class AdapterRecord:
     cpu_seconds: float
 
 
-class DemoModel:
-    """The demo model with its prompts and VAE, loaded once per process."""
+DEMO_MODELS = {"unet": demo_model, "flow": flow_demo_model}  # name -> module: load_weights() and conditioning()
 
-    def __init__(self):
-        self.model, self.contexts = demo_model.load_weights()
+
+class DemoModel:
+    """A demo model with its prompts and VAE, loaded once per process."""
+
+    def __init__(self, demo: str = "unet"):
+        self.module = DEMO_MODELS[demo]
+        self.model, self.contexts = self.module.load_weights()
         self.vae = demo_model.pixel_vae()
         self.family = detect_family(self.model)
-        self.negative = demo_model.conditioning(self.contexts[0])
+        self.negative = self.module.conditioning(self.contexts[0])
         self._adapters: dict[str, object] = {}
 
     def adapter(self, path: str):
@@ -132,7 +137,7 @@ class DemoModel:
         return self._adapters[path]
 
     def positive(self, count: int):
-        return demo_model.conditioning(self.contexts[count])
+        return self.module.conditioning(self.contexts[count])
 
     def sample(self, batch: Batch, latent: torch.Tensor, seed: int, denoise: float = 1.0) -> torch.Tensor:
         s = batch.sampling
@@ -185,20 +190,19 @@ def measure(images: torch.Tensor, cpu_seconds: float, stage_steps: tuple[int, ..
                        cpu_seconds, stage_steps, images[:keep_samples].clone() if keep_samples else None)
 
 
-_MODEL: Optional[DemoModel] = None
+_MODELS: dict[str, DemoModel] = {}
 
 
-def _demo_model() -> DemoModel:
-    global _MODEL
-    if _MODEL is None:
-        _MODEL = DemoModel()
-    return _MODEL
+def _demo_model(demo: str = "unet") -> DemoModel:
+    if demo not in _MODELS:
+        _MODELS[demo] = DemoModel(demo)
+    return _MODELS[demo]
 
 
 def run_batch(batch: Batch) -> BatchResult:
     """Generate and measure one batch in this process (one thread, so CPU seconds compare between rows)."""
     torch.set_num_threads(1)
-    model = _demo_model()
+    model = _demo_model(batch.demo)
     started = time.process_time()
     images, stage_steps = model.generate(batch)
     return measure(images, time.process_time() - started, stage_steps, batch.keep_samples)

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from _bootstrap import bootstrap  # noqa: E402
@@ -64,15 +64,20 @@ class LogRow:
     cpu_seconds: float
 
 
-def init_weights(net: torch.nn.Module) -> None:
-    """PyTorch's default init (``comfy.ops`` layers skip it), with LDM's zero-initialised block outputs."""
+def unet_zero_init(name: str) -> bool:
+    """LDM's zero_module: each UNet block's output starts at zero, so the block starts as identity."""
+    return name.endswith(_ZERO_INIT_SUFFIXES) or name in _ZERO_INIT_NAMES
+
+
+def init_weights(net: torch.nn.Module, zero_init: Callable[[str], bool] = unet_zero_init) -> None:
+    """PyTorch's default init (``comfy.ops`` layers skip it), then zero for the parameters ``zero_init`` names."""
     for module in net.modules():
         for base in (torch.nn.Conv2d, torch.nn.Linear, torch.nn.GroupNorm, torch.nn.LayerNorm):
             if isinstance(module, base):
                 base.reset_parameters(module)
     with torch.no_grad():
         for name, parameter in net.named_parameters():
-            if name.endswith(_ZERO_INIT_SUFFIXES) or name in _ZERO_INIT_NAMES:
+            if zero_init(name):
                 parameter.zero_()
 
 
@@ -95,16 +100,16 @@ def training_batches(config: TrainConfig, contexts: dict[int, torch.Tensor]) -> 
         yield images, context
 
 
-def train(config: TrainConfig, stop_after: Optional[int] = None,
-          on_log: Callable[[LogRow], None] = lambda row: None):
-    """Train from ``config.seed``; returns (EMA BaseModel, count contexts). ``stop_after`` cuts the run short."""
-    torch.manual_seed(config.seed)
-    model = demo_model.build_unet_model()
+# the model-specific part of a training step: (model, clean model-space latents, contexts, generator) -> loss
+StepLoss = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def fit(config, model, contexts: dict[int, torch.Tensor], step_loss: StepLoss, stop_after: Optional[int] = None,
+        on_log: Callable[[LogRow], None] = lambda row: None):
+    """The loop both demo models share: fresh scenes, AdamW on ``step_loss``, an EMA of the weights, a log row
+    every ``config.log_every`` steps. Seeds its generator from ``config.seed``; returns ``model`` holding the EMA."""
     net = model.diffusion_model
-    init_weights(net)
     ema = copy.deepcopy(net).requires_grad_(False)
-    contexts = {count: demo_model.count_context(count, config.seed) for count in (0, *demo_model.COUNTS)}
-    model_sampling = model.model_sampling
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
@@ -114,14 +119,7 @@ def train(config: TrainConfig, stop_after: Optional[int] = None,
     batches = training_batches(config, contexts)
     for step in range(1, min(config.steps, stop_after or config.steps) + 1):
         latents, context = next(batches)
-        clean = model.process_latent_in(latents)  # into model space, as samplers do
-        timesteps = torch.randint(0, model_sampling.num_timesteps, (config.batch,), generator=generator)
-        noise = torch.randn(clean.shape, generator=generator)
-        sigma = model_sampling.sigmas[timesteps].view(-1, 1, 1, 1)
-        model_input = model_sampling.calculate_input(sigma, clean + sigma * noise)
-        predicted = net(model_input, timesteps.float(), context=context)
-        weight = (config.min_snr_gamma * sigma.square()).clamp(max=1.0)  # min(SNR, gamma) / SNR, SNR = 1 / sigma^2
-        loss = (weight * (predicted - noise).square()).mean()
+        loss = step_loss(model, model.process_latent_in(latents), context, generator)  # into model space, as samplers do
 
         lr = learning_rate(config, step)
         for group in optimizer.param_groups:
@@ -138,31 +136,45 @@ def train(config: TrainConfig, stop_after: Optional[int] = None,
             on_log(LogRow(step, sum(window) / len(window), lr, time.process_time() - started))
             window = []
     model.diffusion_model = ema.eval()
-    return model, contexts
+    return model
 
 
-def read_log(path: Path) -> tuple[TrainConfig, list[LogRow]]:
+def train(config: TrainConfig, stop_after: Optional[int] = None,
+          on_log: Callable[[LogRow], None] = lambda row: None):
+    """Train from ``config.seed``; returns (EMA BaseModel, count contexts). ``stop_after`` cuts the run short."""
+    torch.manual_seed(config.seed)
+    model = demo_model.build_unet_model()
+    init_weights(model.diffusion_model)
+    contexts = {count: demo_model.count_context(count, config.seed) for count in (0, *demo_model.COUNTS)}
+    model_sampling = model.model_sampling
+
+    def eps_loss(model, clean, context, generator):
+        timesteps = torch.randint(0, model_sampling.num_timesteps, (config.batch,), generator=generator)
+        noise = torch.randn(clean.shape, generator=generator)
+        sigma = model_sampling.sigmas[timesteps].view(-1, 1, 1, 1)
+        model_input = model_sampling.calculate_input(sigma, clean + sigma * noise)
+        predicted = model.diffusion_model(model_input, timesteps.float(), context=context)
+        weight = (config.min_snr_gamma * sigma.square()).clamp(max=1.0)  # min(SNR, gamma) / SNR, SNR = 1 / sigma^2
+        return (weight * (predicted - noise).square()).mean()
+
+    return fit(config, model, contexts, eps_loss, stop_after, on_log), contexts
+
+
+def read_log(path: Path, config_type: type = TrainConfig) -> tuple[Any, list[LogRow]]:
     """The config (first line, a JSON comment) and the rows of a training log."""
     with open(path, newline="") as handle:
         header = handle.readline()
-        config = TrainConfig(**json.loads(header.removeprefix("#").strip()))
+        config = config_type(**json.loads(header.removeprefix("#").strip()))
         rows = [LogRow(int(r["step"]), float(r["loss"]), float(r["lr"]), float(r["cpu_seconds"]))
                 for r in csv.DictReader(handle)]
     return config, rows
 
 
-def main() -> None:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--out", type=Path, default=demo_model.WEIGHTS, help="weights file; the log goes next to it")
-    args = parser.parse_args()
-    config = dataclasses.replace(defaults, seed=args.seed, steps=args.steps)
+def train_and_write(config, train_fn: Callable, out: Path, log_path: Path, save: Callable, trainer: str) -> None:
+    """Run ``train_fn(config, on_log=...)``, logging to ``log_path`` (CSV under a JSON config line), and
+    ``save(model, contexts, out, metadata)`` what it returns."""
     torch.set_num_threads(1)  # bit-reproducible on CPU, and kind to a shared machine
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    log_path = args.out.parent / LOG_NAME
+    out.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", newline="") as handle:
         handle.write("# " + json.dumps(dataclasses.asdict(config)) + "\n")
         writer = csv.writer(handle)
@@ -173,11 +185,22 @@ def main() -> None:
             handle.flush()
             print(f"step {row.step:5d}  loss {row.loss:.4f}  lr {row.lr:.2e}  {row.cpu_seconds:.0f} cpu-s", flush=True)
 
-        model, contexts = train(config, on_log=on_log)
-    metadata = {"config": json.dumps(dataclasses.asdict(config)), "torch": torch.__version__,
-                "trainer": "benchmarks/evidence/train_base_model.py"}
-    demo_model.save_weights(model, contexts, args.out, metadata)
-    print(f"wrote {args.out} and {log_path}")
+        model, contexts = train_fn(config, on_log=on_log)
+    metadata = {"config": json.dumps(dataclasses.asdict(config)), "torch": torch.__version__, "trainer": trainer}
+    save(model, contexts, out, metadata)
+    print(f"wrote {out} and {log_path}")
+
+
+def main() -> None:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--out", type=Path, default=demo_model.WEIGHTS, help="weights file; the log goes next to it")
+    args = parser.parse_args()
+    config = dataclasses.replace(defaults, seed=args.seed, steps=args.steps)
+    train_and_write(config, train, args.out, args.out.parent / LOG_NAME, demo_model.save_weights,
+                    "benchmarks/evidence/train_base_model.py")
 
 
 if __name__ == "__main__":

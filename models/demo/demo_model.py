@@ -10,7 +10,7 @@ context (count 0) for CFG's negative. The weights and the contexts ship in ``WEI
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import safetensors.torch
 import torch
@@ -98,12 +98,14 @@ def save_weights(model: comfy.model_base.BaseModel, contexts: dict[int, torch.Te
     safetensors.torch.save_file(tensors, str(path), metadata=metadata)
 
 
-def load_weights(path: Path = WEIGHTS) -> tuple[comfy.model_patcher.ModelPatcher, dict[int, torch.Tensor]]:
-    """The trained demo model as a MODEL, and its count contexts (0 = empty)."""
+def load_weights(path: Path = WEIGHTS, build: Callable[..., comfy.model_base.BaseModel] = build_unet_model
+                 ) -> tuple[comfy.model_patcher.ModelPatcher, dict[int, torch.Tensor]]:
+    """A trained demo model (``build`` makes its architecture: this UNet by default) as a MODEL, and its count
+    contexts (0 = empty)."""
     tensors = safetensors.torch.load_file(str(path))
     contexts = {count: tensors.pop(_CONTEXT_KEY.format(count)) for count in (0, *COUNTS)}
     offload = comfy.model_management.unet_offload_device()
-    model = build_unet_model(device=offload)
+    model = build(device=offload)
     model.diffusion_model.load_state_dict(tensors, strict=True)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                                offload_device=offload)
