@@ -225,29 +225,30 @@ def _frozen_alias(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach()
 
 
-@contextlib.contextmanager
-def frozen(module: torch.nn.Module) -> Iterator[None]:
-    """Let gradients flow through ``module`` to the adapter without touching its weights.
+class _ApplyModel(torch.nn.Module):
+    """``apply_model`` of a ComfyUI base model as a module's forward, for ``torch.func.functional_call``."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.model.apply_model(*args, **kwargs)
+
+
+def apply_frozen(model: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
+    """``model.apply_model(*args, **kwargs)`` with gradients to the adapter alone, the model's weights untouched.
 
     The adapter's features enter the UNet's decoder, so autograd saves the weights of every layer
     after them for backward. ComfyUI loads weights under ``torch.inference_mode``: such inference
-    tensors cannot be saved, and weights that require grad would collect gradients. For the block,
-    each of those parameters and buffers is replaced by a frozen ordinary alias of its storage
-    (no copy: weights + adapter + activations at peak); the original objects are put back after,
-    so the module that every clone and ComfyUI's cache share keeps its parameter objects, flags
-    and values.
+    tensors cannot be saved, and weights that require grad would collect gradients. So the call runs
+    through ``torch.func.functional_call`` on a frozen ordinary alias of every parameter and buffer
+    (no copy: weights + adapter + activations at peak); the module that every clone and ComfyUI's
+    cache share keeps its parameter objects, flags and values.
     """
-    swapped = [(owner, table, name, tensor) for owner in module.modules()
-               for table in (owner._parameters, owner._buffers) for name, tensor in table.items()
-               if tensor is not None and (tensor.is_inference() or tensor.requires_grad)]
-    for owner, table, name, tensor in swapped:
-        alias = _frozen_alias(tensor)
-        table[name] = torch.nn.Parameter(alias, requires_grad=False) if table is owner._parameters else alias
-    try:
-        yield
-    finally:
-        for _, table, name, tensor in swapped:
-            table[name] = tensor
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    weights = {f"model.{name}": _frozen_alias(tensor) for name, tensor in tensors}
+    return torch.func.functional_call(_ApplyModel(model), weights, args, kwargs)
 
 
 def model_fingerprint(module: torch.nn.Module) -> str:
@@ -326,7 +327,7 @@ class Trainer:
         patched = apply_upsampler_adapter(self.model, self.adapter, torch.cat(pivots).to(self.device))
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            denoised = patched.model.apply_model(noisy, sigma, transformer_options=direct_call_options(patched), **inputs)
+            denoised = apply_frozen(patched.model, noisy, sigma, transformer_options=direct_call_options(patched), **inputs)
         scale = output_scale(self.model_sampling, sigma, noisy.ndim)
         per_example = ((denoised.float() - target) / scale).pow(2).flatten(1).mean(dim=1)
         return per_example.sum()
@@ -383,8 +384,7 @@ class Trainer:
         """Train from the current step up to ``settings.steps``; returns the last loss."""
         with torch.inference_mode(False), torch.enable_grad():
             comfy.model_management.load_models_gpu([self.model], force_full_load=True)
-            with frozen(self.model.model):
-                self._train_until_done(on_step, checkpoint_every, on_checkpoint)
+            self._train_until_done(on_step, checkpoint_every, on_checkpoint)
         return self.loss
 
     def _train_until_done(self, on_step, checkpoint_every, on_checkpoint) -> None:
