@@ -1,28 +1,37 @@
 """Tuning-free cascade nodes: Self-Cascade KSampler, base latent, Pivot Reschedule, Pivot Upscale."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 import comfy.model_management
 import comfy.samplers
 import nodes as host_nodes
 
+from ..adapters.stage_patch import adapter_stage_patch
 from ..sampling import limits
-from ..sampling.cascade import CascadeSettings, StagePatch, run_cascade
+from ..sampling.cascade import CascadeRun
 from ..sampling.families import detect_family, native_size_for_aspect, pivot_family
 from ..sampling.pivot import LATENT_METHODS, upscale_pivot
 from ..sampling.plan import plan_from_settings
 from ..sampling.schedule import pivot_sigmas
-from .api import CATEGORY, UpsamplerAdapter, io, ui
+from .api import CATEGORY, io, ui
+from .cascade_inputs import K_TOOLTIP, Wording, adapter_inputs, cascade_settings, sampler_inputs, stage_inputs
 
 MAX_SIZE = host_nodes.MAX_RESOLUTION
-K_TOOLTIP = ("K: where each high-resolution stage starts, as a fraction of the model's time range (the pivot is "
-             "re-noised to t = K). 0.7 is the paper's t = 700 of 1000 (35 of 50 steps). Lower keeps more of the pivot; "
-             "higher lets the model repaint more (and risks repeated objects).")
-LATER_K_TOOLTIP = ("K of the second and later high-resolution stages; 0 uses k for every stage. A lower K here "
-                   "(e.g. 0.5 after 0.7) keeps the composition the first stage settled and runs fewer steps.")
+WORDING = Wording(
+    seed="Noise seed of the base stage; stage r uses seed + r.",
+    steps="Steps of the base stage; each later stage runs the part of this schedule below K.",
+    scheduler="Scheduler for every stage; high-resolution stages use its cut at K.",
+    scale_by="Target size as a per-side factor of the base; used when target width/height are 0.",
+    target_width="Final width in pixels (0: use scale_by). Rounded to the model's size multiple.",
+    k=K_TOOLTIP,
+    later_k=("K of the second and later high-resolution stages; 0 uses k for every stage. A lower K here "
+             "(e.g. 0.5 after 0.7) keeps the composition the first stage settled and runs fewer steps."),
+    upscale_method="How the pivot is upsampled between stages (paper: bilinear; official code: bicubic).",
+    stage_steps="Steps per high-resolution stage; 0 derives them from K and steps (35 of 50 at K = 0.7).",
+    adapter=("Optional learned upsampler adapter (Load Upsampler Adapter), applied in every high-resolution stage "
+             "with that stage's pivot."),
+)
 
 
 def plan_for(model, latent: dict, scale_by: float, target_width: int, target_height: int, vae=None):
@@ -31,18 +40,6 @@ def plan_for(model, latent: dict, scale_by: float, target_width: int, target_hei
     base = family.pixels_of(latent["samples"])
     return family, plan_from_settings(base.width, base.height, scale_by, target_width, target_height,
                                       family.size_multiple, MAX_SIZE)
-
-
-def adapter_stage_patch(model, upsampler_adapter, adapter_strength: float) -> Optional[StagePatch]:
-    """Applies a learned upsampler adapter in every high-resolution stage with its pivot; None without one."""
-    if upsampler_adapter is None:
-        return None
-    from ..adapters.injection import apply_upsampler_adapter, check_compatible
-    check_compatible(upsampler_adapter, model)
-
-    def stage_patch(stage_model, pivot, _index):
-        return apply_upsampler_adapter(stage_model, upsampler_adapter, pivot, adapter_strength)
-    return stage_patch
 
 
 class SelfCascadeKSampler(io.ComfyNode):
@@ -57,43 +54,20 @@ class SelfCascadeKSampler(io.ComfyNode):
                          "denoises with the same model, prompt and CFG (Self-Cascade, ECCV 2024)."),
             inputs=[
                 io.Model.Input("model", tooltip="The model used for every stage."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Noise seed of the base stage; stage r uses seed + r."),
-                io.Int.Input("steps", **limits.STEPS.schema(),
-                             tooltip="Steps of the base stage; each later stage runs the part of this schedule below K."),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale, the same in every stage."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, tooltip="Sampler for every stage."),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
-                               tooltip="Scheduler for every stage; high-resolution stages use its cut at K."),
+                *sampler_inputs(WORDING),
                 io.Conditioning.Input("positive", tooltip="What to draw."),
                 io.Conditioning.Input("negative", tooltip="What to avoid."),
                 io.Latent.Input("latent_image", tooltip=("The base-stage latent: its size is the base size (use Self-Cascade "
                                                          "Base Latent for the model's native size); a non-empty latent "
                                                          "works like img2img with denoise.")),
-                io.Float.Input("scale_by", **limits.SCALE_BY.schema(), step=0.05,
-                               tooltip="Target size as a per-side factor of the base; used when target width/height are 0."),
-                io.Int.Input("target_width", **limits.TARGET_WIDTH.schema(), step=8,
-                             tooltip="Final width in pixels (0: use scale_by). Rounded to the model's size multiple."),
-                io.Int.Input("target_height", **limits.TARGET_HEIGHT.schema(), step=8,
-                             tooltip="Final height in pixels (0: use scale_by). Rounded to the model's size multiple."),
-                io.Float.Input("k", **limits.K.schema(), step=0.01, tooltip=K_TOOLTIP),
-                io.Float.Input("later_k", **limits.LATER_K.schema(), step=0.01, tooltip=LATER_K_TOOLTIP),
-                io.Combo.Input("upscale_method", options=list(LATENT_METHODS), default="bilinear",
-                               tooltip="How the pivot is upsampled between stages (paper: bilinear; official code: bicubic)."),
-                io.Int.Input("stage_steps", **limits.STAGE_STEPS.schema(),
-                             tooltip="Steps per high-resolution stage; 0 derives them from K and steps (35 of 50 at K = 0.7)."),
+                *stage_inputs(WORDING),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Denoise of the base stage, as in KSampler (below 1 for img2img)."),
                 io.Vae.Input("vae", optional=True,
                              tooltip="Optional: upsample the pivot in pixel space (decode, resize, encode) for models "
                                      "whose latents resize badly (Flux, SD3); its pixels per latent cell then size "
                                      "the stages."),
-                UpsamplerAdapter.Input("upsampler_adapter", optional=True,
-                                       tooltip="Optional learned upsampler adapter (Load Upsampler Adapter), applied in "
-                                               "every high-resolution stage with that stage's pivot."),
-                io.Float.Input("adapter_strength", default=1.0, min=0.0, max=10.0, step=0.01, optional=True,
-                               tooltip="Multiplier of the adapter's features (1.0 as trained)."),
+                *adapter_inputs(WORDING),
             ],
             outputs=[io.Latent.Output(tooltip="The latent at the target size.")],
         )
@@ -102,15 +76,12 @@ class SelfCascadeKSampler(io.ComfyNode):
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, scale_by,
                 target_width, target_height, k, later_k, upscale_method, stage_steps, denoise, vae=None,
                 upsampler_adapter=None, adapter_strength=1.0) -> io.NodeOutput:
-        # the host's min/max checks let a JSON NaN through; this refuses it with the setting's limits
-        limits.check_values(limits.CASCADE, dict(steps=steps, stage_steps=stage_steps, k=k, later_k=later_k,
-                                                 scale_by=scale_by, target_width=target_width,
-                                                 target_height=target_height))
+        settings = cascade_settings(seed, steps, cfg, sampler_name, scheduler, scale_by, target_width, target_height, k,
+                                    later_k, upscale_method, stage_steps, denoise)
         family, plan = plan_for(model, latent_image, scale_by, target_width, target_height, vae)
         stage_patch = adapter_stage_patch(model, upsampler_adapter, adapter_strength) if plan.cascade_stages else None
-        settings = CascadeSettings(seed, steps, cfg, sampler_name, scheduler, k, upscale_method, stage_steps, denoise,
-                                   later_k)
-        latent, reports = run_cascade(model, positive, negative, latent_image, plan, family, settings, vae, stage_patch)
+        run = CascadeRun(model, positive, negative, plan, family, settings, vae, stage_patch)
+        latent, reports = run.run(latent_image)
         report = "\n".join([*(r.line() for r in reports), *plan.notes, *filter(None, [family.assumption()])])
         return io.NodeOutput(latent, ui=ui.PreviewText(report))
 

@@ -7,9 +7,10 @@ have a K of their own) on it with fresh noise from ``seed + r`` (the host's samp
 the first sigma), and denoises with the same model, prompt and CFG: bit for bit what
 ``LatentUpscale`` + ``SamplerCustom`` with Pivot Reschedule sigmas and ``noise_seed = seed + r`` give.
 
-``run_cascade`` is the base stage followed by ``run_stages``; ``run_stages`` alone starts from a
-clean pivot someone already has (Self-Cascade Upscale: an encoded image), with the same stage
-indices and seeds, so both climb through the same code.
+A ``CascadeRun`` holds what one node call samples with (model, prompt, plan, family, settings,
+optional pivot VAE and stage patch, the progress bar). ``run`` is the base stage followed by the
+climb; ``climb`` alone starts from a clean pivot someone already has (Self-Cascade Upscale: an
+encoded image), with the same stage indices and seeds, so both climb through the same code.
 """
 from __future__ import annotations
 
@@ -141,81 +142,74 @@ def oom_named(stage: int, width: int, height: int) -> Iterator[None]:
         raise type(error)(message) from error
 
 
-def _high_res_steps(sigmas_of_stage: dict[int, torch.Tensor]) -> int:
-    return sum(len(sigmas) - 1 for sigmas in sigmas_of_stage.values())
+class CascadeRun:
+    """One node call's cascade: built once with everything the stages share, then ``run`` or ``climb``.
 
-
-def run_cascade(model, positive, negative, latent: dict, plan: CascadePlan, family: Family,
-                settings: CascadeSettings, vae=None, stage_patch: Optional[StagePatch] = None,
-                disable_pbar: Optional[bool] = None) -> tuple[dict, list[StageReport]]:
-    """Run every stage of ``plan``; returns the final latent dict and one report per stage.
-
-    The console bar follows the host's ``--disable-progress-bar`` unless ``disable_pbar`` says otherwise.
+    ``console_bar`` None follows the host's ``--disable-progress-bar``; the progress bar the UI shows
+    (with latent previews) spans every stage the call runs.
     """
-    if disable_pbar is None:
-        disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    check_latent(model, samples)
-    sigmas_of_stage = stage_schedules(model, plan, settings)
-    progress = _Progress(model, settings.steps + _high_res_steps(sigmas_of_stage))
 
-    started = time.perf_counter()
-    noise = comfy.sample.prepare_noise(samples, settings.seed, latent.get("batch_index"))
-    with oom_named(0, plan.base.width, plan.base.height):
-        samples = comfy.sample.sample(model, noise, settings.steps, settings.cfg, settings.sampler_name, settings.scheduler,
-                                      positive, negative, samples, denoise=settings.denoise,
-                                      noise_mask=latent.get("noise_mask"), callback=progress.stage_callback(settings.steps),
-                                      disable_pbar=disable_pbar, seed=settings.seed)
-    base = StageReport(0, plan.base.width, plan.base.height, settings.steps, time.perf_counter() - started)
+    def __init__(self, model, positive, negative, plan: CascadePlan, family: Family, settings: CascadeSettings,
+                 vae=None, stage_patch: Optional[StagePatch] = None, console_bar: Optional[bool] = None):
+        self.model, self.positive, self.negative = model, positive, negative
+        self.plan, self.family, self.settings = plan, family, settings
+        self.vae, self.stage_patch = vae, stage_patch  # vae: upsample each pivot in pixel space
+        self.disable_pbar = not (comfy.utils.PROGRESS_BAR_ENABLED if console_bar is None else console_bar)
+        self.sigmas_of_stage = stage_schedules(model, plan, settings)
+        self.high_res_steps = sum(len(sigmas) - 1 for sigmas in self.sigmas_of_stage.values())
+        self.progress: Optional[_Progress] = None
 
-    out, reports = _climb(model, positive, negative, {**latent, "samples": samples}, plan, family, settings,
-                          sigmas_of_stage, progress, vae, stage_patch, disable_pbar)
-    return out, [base, *reports]
-
-
-def run_stages(model, positive, negative, pivot: dict, plan: CascadePlan, family: Family, settings: CascadeSettings,
-               vae=None, stage_patch: Optional[StagePatch] = None,
-               disable_pbar: Optional[bool] = None) -> tuple[dict, list[StageReport]]:
-    """The high-resolution stages of ``plan`` from a clean ``pivot`` of the plan's base size (no base stage).
-
-    Stage r still uses noise seed ``seed + r``: from the base a KSampler made with ``seed``, this
-    continues exactly as that Self-Cascade KSampler would. One report per high-resolution stage.
-    """
-    if disable_pbar is None:
-        disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-    check_latent(model, pivot["samples"])
-    sigmas_of_stage = stage_schedules(model, plan, settings)
-    progress = _Progress(model, _high_res_steps(sigmas_of_stage))
-    return _climb(model, positive, negative, pivot, plan, family, settings, sigmas_of_stage, progress, vae,
-                  stage_patch, disable_pbar)
-
-
-def _climb(model, positive, negative, first_pivot: dict, plan: CascadePlan, family: Family, settings: CascadeSettings,
-           sigmas_of_stage: dict[int, torch.Tensor], progress: _Progress, vae, stage_patch: Optional[StagePatch],
-           disable_pbar: bool) -> tuple[dict, list[StageReport]]:
-    """Stages 1.. of ``plan``, each from the previous stage's clean latent (``first_pivot`` for stage 1)."""
-    batch_index = first_pivot.get("batch_index")
-    noise_mask = first_pivot.get("noise_mask")
-    samples = first_pivot["samples"]
-    reports = []
-    sampler = comfy.samplers.sampler_object(settings.sampler_name)
-    for index, size in enumerate(plan.stages[1:], start=1):
-        comfy.model_management.throw_exception_if_processing_interrupted()
+    def run(self, latent: dict) -> tuple[dict, list[StageReport]]:
+        """Every stage of the plan from ``latent``; returns the final latent dict and one report per stage."""
+        s, base = self.settings, self.plan.base
+        samples = comfy.sample.fix_empty_latent_channels(self.model, latent["samples"])
+        check_latent(self.model, samples)
+        self.progress = _Progress(self.model, s.steps + self.high_res_steps)
         started = time.perf_counter()
-        pivot = samples
-        upscaled = upscale_pivot(pivot, size, family.latent_factor, settings.upscale_method, vae)
-        stage_model = stage_patch(model, pivot, index) if stage_patch is not None else model
-        seed = stage_seed(settings.seed, index)
-        noise = comfy.sample.prepare_noise(upscaled, seed, batch_index)
-        sigmas = sigmas_of_stage[index]
-        with oom_named(index, size.width, size.height):
-            samples = comfy.sample.sample_custom(stage_model, noise, settings.cfg, sampler, sigmas, positive, negative,
-                                                 upscaled, noise_mask=noise_mask,
-                                                 callback=progress.stage_callback(len(sigmas) - 1),
-                                                 disable_pbar=disable_pbar, seed=seed)
-        reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
-                                   settings.k_of_stage(index)))
+        noise = comfy.sample.prepare_noise(samples, s.seed, latent.get("batch_index"))
+        with oom_named(0, base.width, base.height):
+            samples = comfy.sample.sample(self.model, noise, s.steps, s.cfg, s.sampler_name, s.scheduler, self.positive,
+                                          self.negative, samples, denoise=s.denoise, noise_mask=latent.get("noise_mask"),
+                                          callback=self.progress.stage_callback(s.steps), disable_pbar=self.disable_pbar,
+                                          seed=s.seed)
+        report = StageReport(0, base.width, base.height, s.steps, time.perf_counter() - started)
+        out, reports = self._high_res_stages({**latent, "samples": samples})
+        return out, [report, *reports]
 
-    out = first_pivot.copy()
-    out["samples"] = samples
-    return out, reports
+    def climb(self, pivot: dict) -> tuple[dict, list[StageReport]]:
+        """The high-resolution stages from a clean ``pivot`` of the plan's base size (no base stage).
+
+        Stage r still uses noise seed ``seed + r``: from the base a KSampler made with ``seed``, this
+        continues exactly as that Self-Cascade KSampler would. One report per high-resolution stage.
+        """
+        check_latent(self.model, pivot["samples"])
+        self.progress = _Progress(self.model, self.high_res_steps)
+        return self._high_res_stages(pivot)
+
+    def _high_res_stages(self, first_pivot: dict) -> tuple[dict, list[StageReport]]:
+        """Stages 1.. of the plan, each from the previous stage's clean latent (``first_pivot`` for stage 1)."""
+        s = self.settings
+        batch_index, noise_mask = first_pivot.get("batch_index"), first_pivot.get("noise_mask")
+        samples = first_pivot["samples"]
+        reports = []
+        sampler = comfy.samplers.sampler_object(s.sampler_name)
+        for index, size in enumerate(self.plan.stages[1:], start=1):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            started = time.perf_counter()
+            pivot = samples
+            upscaled = upscale_pivot(pivot, size, self.family.latent_factor, s.upscale_method, self.vae)
+            stage_model = self.stage_patch(self.model, pivot, index) if self.stage_patch is not None else self.model
+            seed = stage_seed(s.seed, index)
+            noise = comfy.sample.prepare_noise(upscaled, seed, batch_index)
+            sigmas = self.sigmas_of_stage[index]
+            with oom_named(index, size.width, size.height):
+                samples = comfy.sample.sample_custom(stage_model, noise, s.cfg, sampler, sigmas, self.positive,
+                                                     self.negative, upscaled, noise_mask=noise_mask,
+                                                     callback=self.progress.stage_callback(len(sigmas) - 1),
+                                                     disable_pbar=self.disable_pbar, seed=seed)
+            reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
+                                       s.k_of_stage(index)))
+
+        out = first_pivot.copy()
+        out["samples"] = samples
+        return out, reports

@@ -1,6 +1,6 @@
 """Self-Cascade Upscale: an existing image is the first pivot. Encode it once, climb, decode.
 
-The stages between encode and decode are ``cascade.run_stages``, the Self-Cascade KSampler's own
+The stages between encode and decode are ``CascadeRun.climb``, the Self-Cascade KSampler's own
 stage loop: stage r upsamples the previous clean latent (the encoded image for stage 1), re-noises
 it to that stage's K with noise seed ``seed + r`` and denoises. Encoding and decoding are the host's
 VAE Encode / VAE Decode, or their tiled twins with the host's defaults, so the result is what the
@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Optional
-
 import torch
 
 import comfy.model_management
 import nodes as host_nodes
 
-from .cascade import CascadeInputError, CascadeSettings, StagePatch, run_stages
+from .cascade import CascadeInputError, CascadeRun
 from .families import Family
 from .plan import MAX_SIDE, CascadePlan, plan_from_settings
 
@@ -193,23 +191,35 @@ def decode(vae, latent: dict, frames: int, tile: str, tile_size: int, video: boo
                            time.perf_counter() - started)
 
 
-def run_upscale(model, vae, positive, negative, image: torch.Tensor, family: Family, settings: CascadeSettings,
-                scale_by: float, target_width: int, target_height: int, tile: str = "auto", tile_size: int = 512,
-                pixel_pivot: bool = False, stage_patch: Optional[StagePatch] = None,
-                disable_pbar: Optional[bool] = None) -> UpscaleResult:
-    """Check, plan, encode ``image`` (the first pivot), run the plan's stages, decode. ``family`` is the
-    model's seen through ``vae`` (``families.detect_family(model, vae)``: the VAE decides the cell size).
+@dataclass(frozen=True)
+class UpscaleSource:
+    """The image as the cascade takes it, checked and planned (``prepare_upscale``)."""
+
+    pixels: torch.Tensor  # the RGB frames VAE Encode gets (a clip padded to whole latent frames)
+    frames: int  # frames of the input: a clip's output is cut back to them
+    plan: CascadePlan
+    notes: list[str]
+
+
+def prepare_upscale(model, vae, image: torch.Tensor, family: Family, scale_by: float, target_width: int,
+                    target_height: int) -> UpscaleSource:
+    """Check the VAE and the image, and plan from the size VAE Encode keeps. ``family`` is the model's seen
+    through ``vae`` (``families.detect_family(model, vae)``: the VAE decides the cell size)."""
+    check_vae(model, vae)
+    pixels, notes = prepare_image(image, vae)
+    plan = plan_upscale(pixels, vae, family, scale_by, target_width, target_height)
+    return UpscaleSource(pixels, image.shape[0], plan, notes)
+
+
+def run_upscale(run: CascadeRun, vae, source: UpscaleSource, tile: str = "auto", tile_size: int = 512) -> UpscaleResult:
+    """Encode ``source`` (the first pivot), climb with ``run`` (made on ``source.plan``), decode.
 
     The report has a line for the encode, each stage and the decode, then the plan's and the input's
     notes and what was assumed of an unknown family.
     """
-    check_vae(model, vae)
-    pixels, notes = prepare_image(image, vae)
-    plan = plan_upscale(pixels, vae, family, scale_by, target_width, target_height)
     video = encodes_clips(vae)
-    latent, encoded = encode(vae, pixels, tile, tile_size, video)
-    out, stages = run_stages(model, positive, negative, latent, plan, family, settings,
-                             vae=vae if pixel_pivot else None, stage_patch=stage_patch, disable_pbar=disable_pbar)
-    images, decoded = decode(vae, out, image.shape[0], tile, tile_size, video)
+    latent, encoded = encode(vae, source.pixels, tile, tile_size, video)
+    out, stages = run.climb(latent)
+    images, decoded = decode(vae, out, source.frames, tile, tile_size, video)
     return UpscaleResult(images, out, [encoded.line(), *(stage.line() for stage in stages), decoded.line(),
-                                       *plan.notes, *notes, *filter(None, [family.assumption()])])
+                                       *run.plan.notes, *source.notes, *filter(None, [run.family.assumption()])])

@@ -7,7 +7,7 @@ area) and 128x128 (16x area), a third for each prompted count (1, 2, 3 discs), b
   upscale      the native 32x32 sample, bicubic-upscaled
   hires fix    the native sample, upscaled (bilinear latent) in one jump, resampled by KSampler at
                denoise 0.5 and at denoise = K (0.7)
-  cascade      Self-Cascade tuning-free (``run_cascade``), per 2x stage re-noised to K; K 0.7 is the
+  cascade      Self-Cascade tuning-free (``CascadeRun.run``), per 2x stage re-noised to K; K 0.7 is the
                paper's, later stages may have a K of their own (``later_k``)
   + adapter    the cascade at K 0.7 with a lite upsampler adapter per stage, trained with the repo's
                trainer on real renders at that stage's size

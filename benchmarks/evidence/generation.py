@@ -21,7 +21,7 @@ import comfy.utils
 from ...adapters.fileformat import load_adapter, save_adapter
 from ...adapters.injection import apply_upsampler_adapter
 from ...models.demo import demo_model, flow_demo_model
-from ...sampling.cascade import CascadeSettings, run_cascade, stage_seed
+from ...sampling.cascade import CascadeRun, CascadeSettings, stage_seed
 from ...sampling.families import detect_family
 from ...sampling.plan import plan_stages
 from . import disc_family, metrics
@@ -175,9 +175,9 @@ class DemoModel:
             """Each stage gets the adapter trained at its own size."""
             return apply_upsampler_adapter(stage_model, self.adapter(files[plan.stages[index].width]), pivot)
         settings = CascadeSettings(batch.seed, s.steps, s.cfg, s.sampler, s.scheduler, method.k, later_k=method.later_k)
-        latent, reports = run_cascade(self.model, self.positive(batch.count), self.negative,
-                                      {"samples": empty(batch.images, native)}, plan, self.family, settings,
-                                      stage_patch=with_adapter if method.adapter else None, disable_pbar=True)
+        run = CascadeRun(self.model, self.positive(batch.count), self.negative, plan, self.family, settings,
+                         stage_patch=with_adapter if method.adapter else None, console_bar=False)
+        latent, reports = run.run({"samples": empty(batch.images, native)})
         return self.decode(latent["samples"]), tuple(report.steps for report in reports)
 
 

@@ -56,9 +56,9 @@ import nodes as host_nodes  # noqa: E402
 
 from selfcascade.benchmarks.evidence import disc_family, metrics, stats  # noqa: E402
 from selfcascade.models.demo import demo_model  # noqa: E402
-from selfcascade.sampling.cascade import CascadeSettings, stage_seed  # noqa: E402
+from selfcascade.sampling.cascade import CascadeRun, CascadeSettings, stage_seed  # noqa: E402
 from selfcascade.sampling.families import detect_family  # noqa: E402
-from selfcascade.sampling.upscale import run_upscale  # noqa: E402
+from selfcascade.sampling.upscale import prepare_upscale, run_upscale  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BICUBIC, HIRES, UPSCALE, ADAPTER = "bicubic", "hires fix", "upscale", "upscale + adapter"
@@ -180,8 +180,10 @@ def _upscale_group(spec: RowSpec, s: UpscaleEvalSettings, images: torch.Tensor, 
         def stage_patch(stage_model, pivot, index):
             return apply_upsampler_adapter(stage_model, by_stage[index], pivot)
     settings = CascadeSettings(seed, s.steps, s.cfg, s.sampler, s.scheduler, spec.k)
-    result = run_upscale(model, vae, positive, negative, pixels, _worker["family"], settings, 0.0, spec.size,
-                         spec.size, tile="never", stage_patch=stage_patch, disable_pbar=True)
+    source = prepare_upscale(model, vae, pixels, _worker["family"], 0.0, spec.size, spec.size)
+    run = CascadeRun(model, positive, negative, source.plan, _worker["family"], settings, stage_patch=stage_patch,
+                     console_bar=False)
+    result = run_upscale(run, vae, source, tile="never")
     return result.images.movedim(-1, 1)
 
 

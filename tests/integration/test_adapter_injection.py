@@ -13,7 +13,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample
 from selfcascade.adapters.fileformat import AdapterError
 from selfcascade.adapters.injection import apply_upsampler_adapter, check_compatible, direct_call_options
 from selfcascade.adapters.modules import MIDDLE, AdapterSpec, UpsamplerAdapter, build_module, new_adapter, unet_layout
-from selfcascade.sampling.cascade import CascadeSettings, run_cascade
+from selfcascade.sampling.cascade import CascadeRun, CascadeSettings
 from selfcascade.sampling.families import detect_family
 from selfcascade.sampling.plan import plan_stages
 from selfcascade.sampling.schedule import pivot_sigmas
@@ -41,8 +41,8 @@ def cascade(model, family: str, stage_patch=None, stages: int = 1, conditioning=
     plan = plan_stages(64, 64, 64 * 2 ** stages, 64 * 2 ** stages)
     latent = {"samples": torch.zeros((1, 4, 8, 8))}
     positive, negative = conditioning or (build_conditioning(family), build_conditioning(family, seed=1))
-    output, _ = run_cascade(model, positive, negative, latent, plan, detect_family(model), SETTINGS,
-                            stage_patch=stage_patch, disable_pbar=True)
+    output, _ = CascadeRun(model, positive, negative, plan, detect_family(model), SETTINGS, stage_patch=stage_patch,
+                           console_bar=False).run(latent)
     return output["samples"]
 
 
