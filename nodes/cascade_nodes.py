@@ -11,6 +11,7 @@ from ..adapters.stage_patch import adapter_stage_patch
 from ..sampling import limits
 from ..sampling.cascade import CascadeRun
 from ..sampling.families import detect_family, native_size_for_aspect, pivot_family
+from ..sampling.latents import prepare_base_latent
 from ..sampling.pivot import LATENT_METHODS, upscale_pivot
 from ..sampling.plan import plan_from_settings
 from ..sampling.schedule import pivot_sigmas
@@ -37,7 +38,7 @@ WORDING = Wording(
 def plan_for(model, latent: dict, scale_by: float, target_width: int, target_height: int, vae=None):
     """The stage plan for a latent and the user's target (explicit size wins over scale)."""
     family = detect_family(model, vae)
-    base = family.pixels_of(latent["samples"])
+    base = family.pixels_of(prepare_base_latent(model, latent)["samples"])  # the size the base stage samples
     return family, plan_from_settings(base.width, base.height, scale_by, target_width, target_height,
                                       family.size_multiple, MAX_SIZE)
 

@@ -28,11 +28,14 @@ import comfy.utils
 import latent_preview
 
 from .families import Family
+from .latents import prepare_base_latent
 from .pivot import upscale_pivot
 from .plan import CascadePlan
 from .schedule import pivot_sigmas
 
-# (stage model, pivot latent in VAE space, stage index) -> model to sample this stage with
+# (stage model, pivot latent in VAE space, stage index) -> model to sample this stage with; a patch with an
+# ``after_stage(stage_model, index)`` method has it called once that stage has sampled (the adapter's check
+# that the host applied it)
 StagePatch = Callable[[object, torch.Tensor, int], object]
 
 
@@ -162,7 +165,8 @@ class CascadeRun:
     def run(self, latent: dict) -> tuple[dict, list[StageReport]]:
         """Every stage of the plan from ``latent``; returns the final latent dict and one report per stage."""
         s, base = self.settings, self.plan.base
-        samples = comfy.sample.fix_empty_latent_channels(self.model, latent["samples"])
+        latent = prepare_base_latent(self.model, latent)  # as the host's KSampler: newer hosts resize empty latents
+        samples = latent["samples"]
         check_latent(self.model, samples)
         self.progress = _Progress(self.model, s.steps + self.high_res_steps)
         started = time.perf_counter()
@@ -207,6 +211,8 @@ class CascadeRun:
                                                      self.negative, upscaled, noise_mask=noise_mask,
                                                      callback=self.progress.stage_callback(len(sigmas) - 1),
                                                      disable_pbar=self.disable_pbar, seed=seed)
+            if hasattr(self.stage_patch, "after_stage"):
+                self.stage_patch.after_stage(stage_model, index)
             reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
                                        s.k_of_stage(index)))
 

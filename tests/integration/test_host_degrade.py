@@ -137,6 +137,15 @@ def test_a_ksampler_stage_whose_wrapper_never_fires_is_an_error(monkeypatch):
         ksampler(model, adapter)
 
 
+def test_a_ksampler_stage_on_a_host_that_calls_no_wrapper_at_all_is_an_error(monkeypatch):
+    model = build_model("sd15")
+    adapter = trained(new_adapter(model))
+    drop_wrappers(monkeypatch)  # not even OUTER_SAMPLE: the stage loop's own check after the stage catches it
+    with pytest.raises(AdapterError, match=(f"adapter for sd15 was connected but not applied in cascade stage 1: its "
+                                            f"{DIFFUSION_MODEL} wrapper was never called by {HOST}")):
+        ksampler(model, adapter)
+
+
 def hand_built_stage(model, adapter, strength: float = 1.0, end_percent: float = 1.0):
     """Apply Upsampler Adapter + SamplerCustom with Pivot Reschedule, as a hand-built cascade's stage."""
     positive, negative = build_conditioning("sd15"), build_conditioning("sd15", seed=1)

@@ -164,7 +164,7 @@ def flux2_runs(scale_by: float) -> tuple[dict, dict, list[str]]:
     output = SelfCascadeKSampler.execute(
         model=model, seed=3, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple", positive=positive,
         negative=negative, latent_image=latent, scale_by=scale_by, target_width=0, target_height=0, k=0.7,
-        later_k=0.0, upscale_method="bilinear", stage_steps=0, denoise=1.0)
+        later_k=0.0, upscale_method="bilinear", stage_steps=1, denoise=1.0)
     return expected, output.result[0], output.ui.as_dict()["text"][0].splitlines()
 
 
