@@ -1,12 +1,14 @@
-"""Write the in-app help pages ``web/docs/<NodeId>.md`` from the nodes' own schemas.
+"""Write the in-app help pages ``web/docs/<NodeId>/en.md`` and ``web/docs/<NodeId>.md`` from the nodes' own schemas.
 
     .host/venv/bin/python scripts/build_node_docs.py
 
-The frontend (1.32) shows a custom node's help from ``/extensions/<pack>/docs/<NodeId>.md``, which
-is where ComfyUI serves this pack's ``web/docs/``. Each page is the node's description, a table of
-its inputs (type, default, range, tooltip) and outputs as the host's ``/object_info`` reports them,
-and the usage notes below: the tooltips stay the one source of what an input does, and a test
-fails when a page falls behind its schema.
+ComfyUI serves this pack's ``web/docs/`` at ``/extensions/<pack>/docs/``. The frontends (1.32 and
+1.58 alike) ask for a custom node's help at ``docs/<NodeId>/<locale>.md`` first and fall back to
+``docs/<NodeId>.md``: the English page sits at both, so an English frontend finds it at once (no
+404) and any other locale still gets it through the fallback. Each page is the node's description,
+a table of its inputs (type, default, range, tooltip) and outputs as the host's ``/object_info``
+reports them, and the usage notes below: the tooltips stay the one source of what an input does, and
+a test fails when a page falls behind its schema.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "web" / "docs"
 PACK_CATEGORY = "sampling/self_cascade"
+LOCALE = "en"  # the pages' language: the frontend's default locale
 MAX_LISTED_CHOICES = 6
 MODEL_FILES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".sft")  # a combo of these lists a model folder
 
@@ -123,15 +126,30 @@ def pages(object_info: dict) -> dict[str, str]:
             if info["category"].startswith(PACK_CATEGORY)}
 
 
+def doc_files(object_info: dict) -> dict[str, str]:
+    """``{path under web/docs: markdown}``: each page where the frontend looks first and where it falls back."""
+    return {path: text for node_id, text in pages(object_info).items()
+            for path in (f"{node_id}/{LOCALE}.md", f"{node_id}.md")}
+
+
+def shipped_doc_files() -> dict[str, str]:
+    """What ``web/docs`` holds now, keyed as ``doc_files``."""
+    return {path.relative_to(DOCS).as_posix(): path.read_text() for path in sorted(DOCS.rglob("*.md"))}
+
+
 def main() -> None:
     from comfy_headless import ComfyClient, ComfyServer
 
-    DOCS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as workdir, ComfyServer.for_checkout(Path(workdir)) as server, \
             ComfyClient(server.url) as client:
-        for node_id, text in pages(client.object_info()).items():
-            (DOCS / f"{node_id}.md").write_text(text)
-            print(f"wrote web/docs/{node_id}.md")
+        files = doc_files(client.object_info())
+    for stale in set(shipped_doc_files()) - set(files):
+        (DOCS / stale).unlink()
+        print(f"removed web/docs/{stale}")
+    for path, text in files.items():
+        (DOCS / path).parent.mkdir(parents=True, exist_ok=True)
+        (DOCS / path).write_text(text)
+        print(f"wrote web/docs/{path}")
 
 
 if __name__ == "__main__":

@@ -39,17 +39,32 @@ const DEBOUNCE_MS = 150;
 // ---- where a value comes from, across reroutes, bypassed nodes and subgraph boundaries ----------
 // `path` lists the subgraph nodes from the root graph down to the graph that holds `node`.
 
+// Connectivity through the node's own accessors: newer frontends (1.58) deprecate reading `input.link`,
+// the step before removing it. A subgraph node overrides getInputLink to mean the link inside that
+// feeds its *output*, so the link into one of its inputs comes from the base class's method. A
+// frontend without the accessors (no ComfyUI frontend so far: LiteGraph has had both from the start)
+// would get `input.link`, which is all it would have.
+function connected(node, slot) {
+  if (!(slot >= 0 && slot < (node.inputs?.length ?? 0))) return false;
+  return node.isInputConnected ? node.isInputConnected(slot) : node.inputs[slot].link != null;
+}
+
+function inputLink(node, slot) {
+  if (!connected(node, slot)) return null;
+  const ownInputLink = window.LiteGraph?.LGraphNode?.prototype.getInputLink;
+  return ownInputLink ? ownInputLink.call(node, slot) : node.graph.getLink(node.inputs[slot].link);
+}
+
 // The origin of input `slot`: {node, slot, path} of an output, {value} of a subgraph node's own
 // widget, or null when nothing is connected.
 function source(node, slot, path, hops = 0) {
-  const linkId = node.inputs?.[slot]?.link;
-  const link = linkId == null || hops > MAX_HOPS ? null : node.graph.getLink(linkId);
+  const link = hops > MAX_HOPS ? null : inputLink(node, slot);
   if (!link) return null;
   if (link.originIsIoNode) { // a subgraph input: continue outside, on the subgraph node
     const outer = path.at(-1);
     const outerInput = outer?.inputs[link.origin_slot];
     if (!outerInput) return null;
-    if (outerInput.link == null) {
+    if (!connected(outer, link.origin_slot)) {
       const widget = outer.getWidgetFromSlot(outerInput);
       return widget ? { value: widget.value } : null;
     }
@@ -72,7 +87,7 @@ function origin(node, slot, path, hops) {
     if (link.originIsIoNode) return source(node, link.origin_slot, path, hops + 1);
     return origin(node.subgraph.getNodeById(link.origin_id), link.origin_slot, [...path, node], hops + 1);
   }
-  if (node.isVirtualNode && node.inputs?.[0]?.link != null) return source(node, 0, path, hops + 1); // reroute
+  if (node.isVirtualNode && connected(node, 0)) return source(node, 0, path, hops + 1); // reroute
   return { node, slot, path };
 }
 
@@ -164,18 +179,24 @@ function familyOf(loader) {
 
 // ---- the panel ----------------------------------------------------------------------------------
 
+// One line per stage of the route's answer: a label, then the stage's own columns (size, K, steps).
+function stageLine(label, stage, upscale) {
+  const columns = [];
+  if (stage.width) columns.push(`${stage.width}x${stage.height}`);
+  if (stage.k != null) columns.push(`K ${stage.k.toFixed(2)}`);
+  columns.push(stage.k == null && upscale ? "(encoded)" : `${stage.steps} steps`); // the upscaler's input is encoded
+  return `  ${label.padEnd(7)}  ${columns.join("  ")}`;
+}
+
 function planText(answer, baseFrom, family, notes, upscale) {
   if (answer.error) return `⚠ ${answer.error}`;
   const lines = [family ? `Plan (${family.family}, sizes in multiples of ${family.size_multiple} px):` : "Plan:"];
-  const base = upscale ? "  input    " : "  base     "; // the upscaler's input is encoded, not sampled
+  const base = upscale ? "input" : "base";
   if (answer.stages) {
-    answer.stages.forEach((stage, index) => lines.push(index === 0
-      ? `${base}${stage.width}x${stage.height}  ${upscale ? "(encoded)" : `${stage.steps} steps`}`
-      : `  stage ${index}  ${stage.width}x${stage.height}  K ${stage.k.toFixed(2)}  ${stage.steps} steps`));
+    answer.stages.forEach((stage, index) => lines.push(stageLine(index === 0 ? base : `stage ${index}`, stage, upscale)));
   } else {
-    lines.push(`${base}${baseFrom} (sizes planned at run time)`);
-    answer.high_res.forEach((stage, index) => lines.push(
-      `  ${index === 0 ? "stage 1" : "later stages"}  K ${stage.k.toFixed(2)}  ${stage.steps} steps`));
+    lines.push(`  ${base.padEnd(7)}  ${baseFrom} (sizes planned at run time)`);
+    answer.high_res.forEach((stage, index) => lines.push(stageLine(index === 0 ? "stage 1" : "later stages", stage, upscale)));
   }
   return [...lines, ...[...answer.notes, ...notes].map((note) => `  note: ${note}`)].join("\n");
 }
