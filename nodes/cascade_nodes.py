@@ -5,7 +5,6 @@ import torch
 
 import comfy.model_management
 import comfy.samplers
-import nodes as host_nodes
 
 from ..adapters.stage_patch import adapter_stage_patch
 from ..sampling import limits
@@ -18,7 +17,6 @@ from ..sampling.schedule import pivot_sigmas
 from .api import CATEGORY, io, ui
 from .cascade_inputs import K_TOOLTIP, Wording, adapter_inputs, cascade_settings, sampler_inputs, stage_inputs
 
-MAX_SIZE = host_nodes.MAX_RESOLUTION
 WORDING = Wording(
     seed="Noise seed of the base stage; stage r uses seed + r.",
     steps="Steps of the base stage; each later stage runs the part of this schedule below K.",
@@ -40,7 +38,7 @@ def plan_for(model, latent: dict, scale_by: float, target_width: int, target_hei
     family = detect_family(model, vae)
     base = family.pixels_of(prepare_base_latent(model, latent)["samples"])  # the size the base stage samples
     return family, plan_from_settings(base.width, base.height, scale_by, target_width, target_height,
-                                      family.size_multiple, MAX_SIZE)
+                                      family.size_multiple, limits.MAX_SIDE)
 
 
 class SelfCascadeKSampler(io.ComfyNode):
@@ -98,8 +96,10 @@ class SelfCascadeBaseLatent(io.ComfyNode):
                          "with the target's aspect ratio, so you only set the final size."),
             inputs=[
                 io.Model.Input("model", tooltip="The model whose native size is used (detected from the model)."),
-                io.Int.Input("target_width", default=2048, min=64, max=MAX_SIZE, step=8, tooltip="Final width in pixels."),
-                io.Int.Input("target_height", default=2048, min=64, max=MAX_SIZE, step=8, tooltip="Final height in pixels."),
+                io.Int.Input("target_width", default=2048, min=64, max=limits.MAX_SIDE, step=8,
+                             tooltip="Final width in pixels."),
+                io.Int.Input("target_height", default=2048, min=64, max=limits.MAX_SIDE, step=8,
+                             tooltip="Final height in pixels."),
                 io.Int.Input("batch_size", default=1, min=1, max=4096, tooltip="Images per batch."),
                 io.Int.Input("length", default=1, min=1, max=4096, tooltip="Frames, for video models only."),
             ],
@@ -165,9 +165,9 @@ class PivotUpscale(io.ComfyNode):
                                tooltip="Interpolation (paper: bilinear; official code: bicubic)."),
                 io.Float.Input("scale_by", default=2.0, min=0.01, max=8.0, step=0.01,
                                tooltip="Per-side factor; used when width/height are 0."),
-                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=8,
+                io.Int.Input("width", default=0, min=0, max=limits.MAX_SIDE, step=8,
                              tooltip="Target width in pixels (0: use scale_by)."),
-                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=8,
+                io.Int.Input("height", default=0, min=0, max=limits.MAX_SIDE, step=8,
                              tooltip="Target height in pixels (0: use scale_by)."),
                 io.Vae.Input("vae", optional=True, tooltip="Optional: resize in pixel space (decode, resize, encode)."),
                 io.Model.Input("model", optional=True,

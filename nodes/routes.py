@@ -1,58 +1,94 @@
-"""``GET /selfcascade/plan``: the stage plan for the web extension, from the one Python planner.
+"""The pack's two routes for the web extension: ``GET /selfcascade/plan`` and ``GET /selfcascade/family``.
 
-The browser shows the Self-Cascade KSampler's stages while the user edits it. It asks this route
-instead of re-implementing the planner in JavaScript. Query (all optional): ``base_width``/
-``base_height`` (pixels; leave both out when the base comes from an unknown latent), ``scale_by``,
-``target_width``, ``target_height``, ``steps``, ``scheduler``, ``k``, ``later_k``, ``stage_steps``
-and ``multiple`` (the model's size multiple, 8 unless known), as on the node; ``upscale=1`` plans
-for Self-Cascade Upscale: the base is its input image (encoded, not sampled: 0 steps), and a target
-not larger than it is one pass at the target size.
+``/selfcascade/plan``: the stage plan, from the one Python planner, so the browser shows the
+Self-Cascade KSampler's stages while the user edits it instead of re-implementing the planner in
+JavaScript. Query (all optional): ``base_width``/``base_height`` (pixels; leave both out when the
+base comes from an unknown latent), ``scale_by``, ``target_width``, ``target_height``, ``steps``,
+``scheduler``, ``k``, ``later_k``, ``stage_steps`` and ``multiple`` (the model's size multiple, 8
+unless known), as on the node; ``upscale=1`` plans for Self-Cascade Upscale: the base is its input
+image (encoded, not sampled: 0 steps), and a target not larger than it is one pass at the target
+size. The answer is ``{"stages": [{"width", "height", "steps", "k"}, ...] or null, "high_res":
+[{"k", "steps"}, ...], "notes", "schedule"}``: ``stages`` starts with the base (``k`` null);
+``high_res`` is the first high-resolution stage's K and steps, then the later stages' when they differ.
 
-The answer is ``{"stages": [{"width", "height", "steps", "k"}, ...] or null, "high_res": [{"k",
-"steps"}, ...], "notes", "schedule"}``: ``stages`` starts with the base (``k`` null); ``high_res``
-is the first high-resolution stage's K and steps, then the later stages' when they differ. Settings
-outside their limits, or that the planner rejects, answer ``{"error": message}`` with the message
-of the check that refused them; that is an answer, not a failed request, so it comes with status 200
-(the browser logs every 4xx as an error).
+``/selfcascade/family?loader=<node class>&file=<file name>``: the family of the model a loader
+would load (pixels per latent cell, size multiple, native size decide the planned sizes before
+anything has run). The answer is ``{"family", "known", "latent_factor", "size_multiple",
+"native_width", "native_height"}`` from ``sampling/families.py`` (``known`` false: the stated
+fallback). The file must be in the loader's own folder list (no paths from the client); only its
+safetensors header is read (the host's ``comfy.utils.safetensors_header``, after the size checks it
+does not make), and the host's own ``comfy.model_detection`` works on its shapes as meta tensors; a
+config's ``model_type`` (SD2's v-prediction test) may read the few small tensors the host reads for
+it. Answers are cached by the file's path, modification time and size.
 
-Every browser tab talks to the same single-process server, so nothing here may hold its event
-loop: the query is checked against ``sampling/limits.py`` on the loop (microseconds, before any
-parsing of long text), and the schedules (at most ``MAX_STEPS`` steps each, a bounded search) are
-computed by ``answer_off_loop`` on the pack's one route thread under a deadline; a route of the
-pack with more than arithmetic to do can use it the same way.
+Both answer anything they cannot answer with ``{"error": message}`` and status 200 (the browser logs
+every 4xx as an error). Every browser tab talks to the same single-process server, so nothing here
+may hold its event loop: a query is checked on the loop (microseconds, against
+``sampling/limits.py`` or the loader's folder list), and the work (schedules of at most
+``MAX_STEPS`` steps, a bounded search; a header read) is done by ``answer_off_loop`` on the pack's
+one route thread under a deadline.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
+import os
+import struct
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
-import comfy.model_sampling
+import safetensors
+import torch
 from aiohttp import web
+
+import comfy.model_detection
+import comfy.model_sampling
+import comfy.utils
+import folder_paths
 
 from ..sampling import limits
 from ..sampling.cascade import CascadeSettings
+from ..sampling.families import DEMO, Family, FamilyError, fallback_family, family_of_config
 from ..sampling.plan import plan_from_settings
 from ..sampling.schedule import StopCheck, pivot_sigmas
-from . import family_route
 
-ROUTE = "/selfcascade/plan"
-ROUTE_TIME_LIMIT_S = 5.0  # the longest a route answer may take; well above a plan at the limits (< 1 s idle)
+PLAN_ROUTE = "/selfcascade/plan"
+FAMILY_ROUTE = "/selfcascade/family"
+ROUTE_TIME_LIMIT_S = 5.0  # the longest a plan answer may take; well above a plan at the limits (< 1 s idle)
+PROBE_TIMEOUT_S = 10.0  # the longest a family answer may take (a header read from a slow disk)
 SCHEDULE_NOTE = ("steps per stage follow the SD-style discrete schedule, as no model is known here; "
                  "the sampler cuts its own model's schedule when it runs")
 TOO_SLOW = (f"the server could not plan these settings within {ROUTE_TIME_LIMIT_S:g} s (it may be busy); "
             "the plan is checked again when a setting changes, or lower steps or stage_steps")
 PLAN_QUERY = (limits.BASE_WIDTH, limits.BASE_HEIGHT, *limits.CASCADE, limits.SIZE_MULTIPLE, limits.SCHEDULER,
               limits.UPSCALE_PLAN)
+LOADER_FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "ImageOnlyCheckpointLoader": "checkpoints",
+                  "unCLIPCheckpointLoader": "checkpoints", "UNETLoader": "diffusion_models"}
+FILELESS_LOADERS = {"SelfCascadeDemoModel": DEMO}
+MAX_LOADER_CHARS = 100
+MAX_FILE_CHARS = 1024
+MAX_HEADER_BYTES = 16 << 20  # a real checkpoint's header is a few hundred KiB
+MAX_SMALL_TENSOR_BYTES = 64 << 10  # what a config's model_type may read (SD2: one 1280-wide bias)
+MAX_RANK = 8
+CACHED_FILES = 256
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
+           "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 _route_thread: Optional[ThreadPoolExecutor] = None
 
 
 class _DeadlinePassed(Exception):
     """Raised inside a route's work when its deadline has passed: the answer is no longer awaited."""
+
+
+class ProbeError(ValueError):
+    """A question the family route cannot answer; the message names the problem and the fix."""
 
 
 def _route_worker() -> ThreadPoolExecutor:
@@ -68,9 +104,10 @@ async def answer_off_loop(compute: Callable[[StopCheck], dict], too_slow: str = 
                           time_limit_s: float = ROUTE_TIME_LIMIT_S) -> web.Response:
     """``compute(stop_check)`` on the route thread, answered as JSON within ``time_limit_s``.
 
-    ``compute`` calls ``stop_check()`` between its steps; past the deadline that raises, so abandoned
-    work ends too. A ``ValueError`` (the pack's input errors) is answered as ``{"error": message}``;
-    so is running out of time (``too_slow``) and, logged with its traceback, any other failure.
+    ``compute`` calls ``stop_check()`` before and between its steps; past the deadline that raises,
+    so abandoned work ends too. A ``ValueError`` (the pack's input errors) is answered as
+    ``{"error": message}``; so is running out of time (``too_slow``) and, logged with its traceback,
+    any other failure.
     """
     deadline = time.monotonic() + time_limit_s
 
@@ -90,6 +127,8 @@ async def answer_off_loop(compute: Callable[[StopCheck], dict], too_slow: str = 
         answer = {"error": f"the server could not answer ({type(error).__name__}); its log has the details"}
     return web.json_response(answer)
 
+
+# /selfcascade/plan
 
 def plan_response(settings: dict, stop_check: StopCheck) -> dict:
     """The JSON answer for settings already checked by ``limits.parse_query(query, PLAN_QUERY)``."""
@@ -123,12 +162,161 @@ async def get_plan(request: web.Request) -> web.Response:
     return await answer_off_loop(lambda stop_check: plan_response(settings, stop_check))
 
 
+# /selfcascade/family
+
+def facts(family: Family) -> dict:
+    return {"family": family.name, "known": family.known, "latent_factor": family.latent_factor,
+            "size_multiple": family.size_multiple, "native_width": family.native_width,
+            "native_height": family.native_height}
+
+
+def read_header(path: str, size: int) -> tuple[dict[str, dict], dict[str, str]]:
+    """(tensor entries by name, metadata) of a safetensors file of ``size`` bytes, from its header alone."""
+    name = os.path.basename(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if len(head) < 8:
+        raise ProbeError(f"'{name}' is truncated ({size} bytes); re-download it.")
+    (header_bytes,) = struct.unpack("<Q", head)
+    if header_bytes > MAX_HEADER_BYTES:
+        raise ProbeError(f"'{name}' has a {header_bytes}-byte header (more than {MAX_HEADER_BYTES >> 20} MiB): not a "
+                         "model file this route reads.")
+    if 8 + header_bytes > size:
+        raise ProbeError(f"'{name}' is truncated; re-download it.")
+    raw = comfy.utils.safetensors_header(path, max_size=MAX_HEADER_BYTES)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ProbeError(f"'{name}' is not a safetensors file (its header is not JSON).") from None
+    if not isinstance(header, dict):
+        raise ProbeError(f"'{name}' is not a safetensors file (its header is not an object).")
+    metadata = header.pop("__metadata__", None) or {}
+    for key, entry in header.items():
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not (isinstance(shape, list) and len(shape) <= MAX_RANK
+                and all(isinstance(side, int) and side >= 0 for side in shape) and isinstance(entry.get("dtype"), str)):
+            raise ProbeError(f"'{name}': tensor '{key[:100]}' has no valid shape or dtype; the file is corrupt.")
+    return header, metadata if isinstance(metadata, dict) else {}
+
+
+class SmallTensors(Mapping):
+    """A file's tensors by name, read only when asked and only when small (for a config's model_type)."""
+
+    def __init__(self, path: str, entries: dict[str, dict]):
+        self.path, self.entries = path, entries
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        entry = self.entries[name]
+        dtype = _DTYPES.get(entry["dtype"], torch.uint8)
+        if torch.Size(entry["shape"]).numel() * dtype.itemsize > MAX_SMALL_TENSOR_BYTES:
+            raise KeyError(name)
+        with safetensors.safe_open(self.path, framework="pt", device="cpu") as handle:
+            return handle.get_tensor(name)
+
+    def __contains__(self, name) -> bool:
+        return name in self.entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def detect_config(shapes: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple[Optional[object], str]:
+    """(model config or None, the prefix of its keys), detected as the host's checkpoint loader and, failing
+    that, its diffusion-model loader (diffusers layouts too) detect them."""
+    prefix = comfy.model_detection.unet_prefix_from_state_dict(shapes)
+    config = comfy.model_detection.model_config_from_unet(shapes, prefix, metadata=metadata)
+    if config is not None:
+        return config, prefix
+    unprefixed = comfy.utils.state_dict_prefix_replace(dict(shapes), {prefix: ""}, filter_keys=True)  # it pops
+    if not unprefixed:  # a bare diffusion model: its keys have no prefix
+        unprefixed, prefix = shapes, ""
+    config = comfy.model_detection.model_config_from_unet(unprefixed, "", metadata=metadata)
+    if config is not None:
+        return config, prefix
+    converted = comfy.model_detection.convert_diffusers_mmdit(unprefixed, "")
+    if converted is not None:
+        return comfy.model_detection.model_config_from_unet(converted, ""), prefix
+    return comfy.model_detection.model_config_from_diffusers_unet(unprefixed), prefix
+
+
+@functools.lru_cache(maxsize=CACHED_FILES)
+def probe_file(path: str, modified_ns: int, size: int) -> dict:
+    """The answer for one version of a file (the cache key is the version)."""
+    name = os.path.basename(path)
+    if not name.lower().endswith((".safetensors", ".sft")):
+        return {"error": f"'{name}' is not a safetensors file: its family shows after the sampler has run."}
+    try:
+        entries, metadata = read_header(path, size)
+        shapes = {key: torch.empty(entry["shape"], dtype=_DTYPES.get(entry["dtype"], torch.uint8), device="meta")
+                  for key, entry in entries.items()}
+        config, prefix = detect_config(shapes, metadata)
+        if config is None:
+            unet_config = comfy.model_detection.detect_unet_config(shapes, prefix)
+            if unet_config is None:
+                return {"error": f"ComfyUI recognises no diffusion model in '{name}'; choose a model file."}
+            return facts(fallback_family("channel_mult" in unet_config,
+                                         "ComfyUI recognises no model config in the file's shapes"))
+        v_prediction = config.model_type(SmallTensors(path, entries), prefix).name.startswith("V_PREDICTION")
+        return facts(family_of_config(type(config), v_prediction, "channel_mult" in config.unet_config))
+    except (ProbeError, FamilyError) as error:
+        return {"error": str(error)}
+    except OSError:
+        raise  # not this version's answer: the file changed or went away while it was read
+    except Exception as error:  # the host's detection on shapes no model has: an answer, not a failed request
+        return {"error": f"'{name}' could not be read as a model ({type(error).__name__}: {str(error)[:200]})."}
+
+
+def probe(folder: str, file_name: str, stop_check: StopCheck) -> dict:
+    """The answer for ``file_name`` of model folder ``folder``; runs on the route thread."""
+    stop_check()
+    if file_name not in folder_paths.get_filename_list(folder):
+        return {"error": f"'{file_name}' is not in models/{folder}; choose a file from the loader's list (press R "
+                         "to refresh it)."}
+    try:
+        path = folder_paths.get_full_path(folder, file_name)
+        stat = os.stat(path)
+        return probe_file(path, stat.st_mtime_ns, stat.st_size)
+    except OSError as error:
+        raise ProbeError(f"'{file_name}' cannot be read ({error.strerror or error}).") from None
+
+
+def probe_folder(loader: str, file_name: str) -> Optional[str]:
+    """The model folder ``loader`` reads ``file_name`` from (None: a loader without a file); checked on the loop."""
+    if len(loader) > MAX_LOADER_CHARS or len(file_name) > MAX_FILE_CHARS:
+        raise ProbeError(f"loader or file name too long (limits {MAX_LOADER_CHARS} and {MAX_FILE_CHARS} characters).")
+    if loader in FILELESS_LOADERS:
+        return None
+    folder = LOADER_FOLDERS.get(loader)
+    if folder is None:
+        known = ", ".join([*LOADER_FOLDERS, *FILELESS_LOADERS])
+        raise ProbeError(f"loader '{loader}' is not one whose file can be probed ({known}); the family shows after "
+                         "the sampler has run.")
+    if not file_name:
+        raise ProbeError(f"give the file chosen in {loader} (file=...).")
+    return folder
+
+
+async def get_family(request: web.Request) -> web.Response:
+    loader, file_name = request.query.get("loader", ""), request.query.get("file", "")
+    try:
+        folder = probe_folder(loader, file_name)
+    except ProbeError as error:
+        return web.json_response({"error": str(error)})
+    if folder is None:
+        return web.json_response(facts(FILELESS_LOADERS[loader]))
+    too_slow = f"reading '{file_name}' took longer than {PROBE_TIMEOUT_S:g} s (a slow disk?); try again."
+    return await answer_off_loop(lambda stop_check: probe(folder, file_name, stop_check), too_slow, PROBE_TIMEOUT_S)
+
+
 def register_routes() -> bool:
-    """Add this route and ``/selfcascade/family`` to the running ComfyUI server; False (nothing done) without one."""
+    """Add both routes to the running ComfyUI server; False (nothing done) without one."""
     server = sys.modules.get("server")  # the host's server.py, imported by main.py before custom nodes
     instance = getattr(getattr(server, "PromptServer", None), "instance", None)
     if instance is None:
         return False
-    instance.routes.get(ROUTE)(get_plan)
-    instance.routes.get(family_route.ROUTE)(family_route.get_family)
+    instance.routes.get(PLAN_ROUTE)(get_plan)
+    instance.routes.get(FAMILY_ROUTE)(get_family)
     return True

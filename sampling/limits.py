@@ -3,8 +3,9 @@
 ComfyUI checks a prompt's numbers against the node schema's min and max; a route's query strings
 reach our code raw. Both read their bounds here, so the route plans exactly what the node accepts,
 and the worst case of the work any value can cause is fixed by these numbers (the longest schedule
-ever computed has ``MAX_STEPS`` steps, the largest side ``MAX_SIDE`` pixels). Pure Python: a route
-can check its query on the server's event loop in microseconds, before any work.
+ever computed has ``MAX_STEPS`` steps, the largest side ``MAX_SIDE`` pixels, the host's own
+``MAX_RESOLUTION``). Arithmetic only: a route can check its query on the server's event loop in
+microseconds, before any work.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Union
 
-MAX_SIDE = 16384  # ComfyUI's MAX_RESOLUTION: no node of the host makes a larger image side
+import nodes as host_nodes
+
+MAX_SIDE = host_nodes.MAX_RESOLUTION  # no node of the host makes a larger image side
 MAX_STEPS = 10000  # the longest schedule a setting can ask for, as in ComfyUI's own KSampler
 MAX_NUMBER_CHARS = 32  # "0.30000000000000004" is 19; longer text is refused before parsing
 MAX_NAME_CHARS = 64  # scheduler and sampler names are short identifiers

@@ -6,6 +6,7 @@ import pytest
 
 from selfcascade.nodes.cascade_nodes import PivotReschedule, SelfCascadeKSampler
 from selfcascade.nodes.routes import PLAN_QUERY
+from selfcascade.nodes.upscale_nodes import SelfCascadeUpscale
 from selfcascade.sampling import limits
 from selfcascade.sampling.limits import InputLimitError, check_file_name, parse_query
 
@@ -70,6 +71,20 @@ def test_node_schemas_take_their_bounds_from_the_limits():
         options = reschedule[limit.name][1]
         assert (options["default"], options["min"], options["max"]) == (limit.default, limit.low, limit.high)
     assert {limit.name for limit in limits.CASCADE} <= {field.name for field in PLAN_QUERY}
+
+
+def test_upscale_takes_the_cascade_inputs_with_the_same_bounds():
+    upscale = SelfCascadeUpscale.INPUT_TYPES()["required"]
+    for limit in limits.CASCADE:
+        assert (upscale[limit.name][1]["min"], upscale[limit.name][1]["max"]) == (limit.low, limit.high)
+    assert upscale["k"][1]["default"] == 0.5  # its own default: the first pivot is the user's image
+
+
+def test_sides_are_bounded_by_the_hosts_max_resolution():
+    import nodes
+
+    assert limits.MAX_SIDE == nodes.MAX_RESOLUTION
+    assert {limits.TARGET_WIDTH.high, limits.TARGET_HEIGHT.high, limits.BASE_WIDTH.high} == {nodes.MAX_RESOLUTION}
 
 
 @pytest.mark.parametrize("name", ["sd15-2x", "a", "A.b_c-1", "x" * 100, "v1.5"])
