@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser-test prerequisites, idempotent: Debian's Chromium and playwright-core (no browser download).
-# The frontend itself comes with the host (comfyui-frontend-package); see scripts/provision_host.py.
+# The frontends come with the host: its pinned comfyui-frontend-package and, beside it, the newer one the
+# browser tests also run on (scripts/provision_host.py, NEWER_FRONTEND).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 browser_dir="$here/tests/browser"

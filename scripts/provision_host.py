@@ -94,7 +94,7 @@ def frontend_root(pin: str = NEWER_FRONTEND) -> Path:
 
 
 def provision_frontend(python: Path, pin: str = NEWER_FRONTEND) -> None:
-    """Frontend ``pin`` beside the host's own (not in its environment): about 30 MB, a few seconds, once."""
+    """Frontend ``pin`` beside the host's own (not in its environment): a 30 MB wheel, a few seconds, once."""
     root = frontend_root(pin)
     if (root / "index.html").exists():
         return

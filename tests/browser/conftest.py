@@ -1,4 +1,4 @@
-"""One ComfyUI server and one Chromium page for all browser tests.
+"""One ComfyUI server and one Chromium page at a time for the browser tests, on each frontend variant.
 
 The server is the test harness's (``tests/server/harness.py``): this checkout and the tiny test pack
 as its custom nodes, plus an ``upsampler_adapters`` folder holding one adapter made for the tiny
@@ -6,22 +6,29 @@ SDXL model, two images in ``input/upsampler_training`` and a picture and a clip 
 Load Video in ``input``, so the tuned, training and upscale workflows run too, and a ``checkpoints``
 folder holding the tiny Flux model saved as a checkpoint (``TINY_FLUX_CHECKPOINT``), whose family
 the panel asks the family route for. ``page`` is the session's ``Frontend``; a test fails when the
-page logged an error (known frontend noise aside) while it ran. With ``SELFCASCADE_SCREENSHOTS=1``
-the tests also refresh the committed pictures (see ``screenshots``).
+page logged an error (known frontend noise aside), a warning from this pack's script or a 404 for
+one of its files while it ran. With ``SELFCASCADE_SCREENSHOTS=1`` the tests also refresh the
+committed pictures (see ``screenshots``).
+
+Frontends: a test runs on the host's own frontend with the classic canvas unless it is marked
+``@frontend.EVERY_FRONTEND`` (``frontend.VARIANTS``: the host's and the newest one from the package
+registry, each with Nodes 2.0 off and on) or parametrises ``frontend`` itself. ``Browsers`` keeps one
+server (per frontend) and one page (per variant) alive at a time; pytest runs the tests grouped by
+variant, so each starts once.
 """
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from harness import ComfyServer  # noqa: E402
 
-from frontend import Frontend  # noqa: E402
+from frontend import HOST_FRONTEND, Frontend, Variant  # noqa: E402
 from tiny_swap import (INPUT_IMAGE, INPUT_IMAGE_SIZE, INPUT_VIDEO, INPUT_VIDEO_FRAMES, INPUT_VIDEO_SIZE,  # noqa: E402
                        TINY_ADAPTER, TINY_FLUX_CHECKPOINT)
 from tiny_pack.images import write_noise_images  # noqa: E402
@@ -66,22 +73,71 @@ def _input_media(folder: Path) -> None:
         container.mux(stream.encode())
 
 
+class Browsers:
+    """The server and the page of the current variant; asking for another variant replaces them."""
+
+    def __init__(self, workdir: Path, model_paths: dict[str, str]):
+        self._workdir, self._model_paths = workdir, model_paths
+        self._server: Optional[ComfyServer] = None
+        self._server_root: Optional[Path] = None
+        self._page: Optional[Frontend] = None
+        self._variant: Optional[Variant] = None
+
+    def server(self, variant: Variant) -> ComfyServer:
+        if self._server is None or self._server_root != variant.root:
+            self.close()
+            server = ComfyServer.for_checkout(self._workdir, model_paths=self._model_paths,
+                                              extra_args=variant.server_args())
+            self._server, self._server_root = server.start(), variant.root
+        return self._server
+
+    def page(self, variant: Variant) -> Frontend:
+        if self._page is None or self._variant != variant:
+            server = self.server(variant)
+            self._close_page()
+            self._page, self._variant = Frontend(server.url, variant.settings), variant
+        return self._page
+
+    def _close_page(self) -> None:
+        if self._page is not None:
+            self._page.close()
+            self._page = self._variant = None
+
+    def close(self) -> None:
+        self._close_page()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
 @pytest.fixture(scope="session")
-def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+def browsers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browsers]:
     workdir = tmp_path_factory.mktemp("browser")
     adapters = _tiny_adapter_folder(workdir / "upsampler_adapters")
     write_noise_images(workdir / "input" / "upsampler_training", 2, size=(160, 160))  # where training looks by default
     _input_media(workdir / "input")
     checkpoints = _checkpoint_folder(workdir / "checkpoints")
-    with ComfyServer.for_checkout(workdir, model_paths={"upsampler_adapters": str(adapters),
-                                                        "checkpoints": str(checkpoints)}) as server:
-        yield server
+    browsers = Browsers(workdir, {"upsampler_adapters": str(adapters), "checkpoints": str(checkpoints)})
+    try:
+        yield browsers
+    finally:
+        browsers.close()
 
 
 @pytest.fixture(scope="session")
-def session_page(browser_server: ComfyServer) -> Iterator[Frontend]:
-    with Frontend(browser_server.url) as frontend:
-        yield frontend
+def frontend(request: pytest.FixtureRequest) -> Variant:
+    """The variant of this test (``EVERY_FRONTEND``); session-scoped so that pytest groups tests by it."""
+    return getattr(request, "param", HOST_FRONTEND)
+
+
+@pytest.fixture(scope="session")
+def browser_server(browsers: Browsers, frontend: Variant) -> ComfyServer:
+    return browsers.server(frontend)
+
+
+@pytest.fixture(scope="session")
+def session_page(browsers: Browsers, frontend: Variant) -> Frontend:
+    return browsers.page(frontend)
 
 
 @pytest.fixture

@@ -93,6 +93,8 @@
 
     // Load a UI-format workflow as the Open dialog does; report what the frontend flagged.
     async load(workflow, name) {
+      // what the file says, before the frontend loads (and may write into) it; 1.5x gives nodes string ids
+      const saved = new Map(workflow.nodes.map((n) => [String(n.id), structuredClone(n.widgets_values)]));
       const missing = [];
       const missingModels = [];
       const { showMissingNodesError, showMissingModelsError } = app;
@@ -103,14 +105,16 @@
       } finally {
         Object.assign(app, { showMissingNodesError, showMissingModelsError });
       }
-      const byId = new Map(workflow.nodes.map((n) => [n.id, n]));
+      // the frontend's own rule (1.5x no longer calls showMissingNodesError when loading)
+      const unknown = app.graph.nodes.filter((n) => !(n.type in LiteGraph.registered_node_types) && !n.isSubgraphNode?.());
+      for (const type of unknown.map((n) => n.type)) if (!missing.includes(type)) missing.push(type);
       const widgetMismatches = [];
       for (const node of app.graph.nodes) {
-        const saved = byId.get(node.id)?.widgets_values;
-        if (!Array.isArray(saved)) continue;
+        const values = saved.get(String(node.id));
+        if (!Array.isArray(values)) continue;
         const loaded = (node.widgets ?? []).filter((w) => w.serialize !== false).map((w) => w.value);
-        if (JSON.stringify(loaded) !== JSON.stringify(saved.slice(0, loaded.length)) || saved.length > loaded.length) {
-          widgetMismatches.push(`${node.type} #${node.id}: saved ${JSON.stringify(saved)}, loaded ${JSON.stringify(loaded)}`);
+        if (JSON.stringify(loaded) !== JSON.stringify(values.slice(0, loaded.length)) || values.length > loaded.length) {
+          widgetMismatches.push(`${node.type} #${node.id}: saved ${JSON.stringify(values)}, loaded ${JSON.stringify(loaded)}`);
         }
       }
       return {
@@ -201,8 +205,39 @@
       return performance.getEntriesByType("resource").map((entry) => entry.name);
     },
 
-    toasts() {
-      return [...document.querySelectorAll(".p-toast-message")].map((el) => el.innerText);
+    // Whether the panel widget's element is on screen, and the text it shows there.
+    shownPanel(id, name) {
+      const element = widget(nodeById(id), name).element;
+      const { width, height } = element.getBoundingClientRect();
+      return { shown: element.isConnected && element.checkVisibility() && width > 0 && height > 0, text: element.innerText };
+    },
+
+    // Page point over the label of widget `name` of node `id`, where a user hovers for its tooltip:
+    // the label element with Nodes 2.0, the widget's row on the classic canvas.
+    widgetLabelPoint(id, name) {
+      const node = nodeById(id);
+      const element = document.querySelector(`[data-node-id="${id}"]`);
+      if (element) {
+        const label = [...element.querySelectorAll("*")].find((e) => !e.children.length && e.textContent.trim() === name);
+        if (!label) throw new Error(`no label '${name}' on node ${id}`);
+        const r = label.getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      }
+      const w = widget(node, name);
+      const rect = app.canvas.canvas.getBoundingClientRect();
+      const { scale, offset } = app.canvas.ds;
+      const rowY = (w.y ?? w.last_y) + (w.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT) / 2;
+      return { x: rect.left + (node.pos[0] + 30 + offset[0]) * scale, y: rect.top + (node.pos[1] + rowY + offset[1]) * scale };
+    },
+
+    // Whether a visible element shows `text` (a tooltip, whatever draws it).
+    showsText(text) {
+      return [...document.querySelectorAll("body *")].some((e) => e.textContent.includes(text)
+        && ![...e.children].some((child) => child.textContent.includes(text)) && e.checkVisibility());
+    },
+
+    toasts() { // PrimeVue's toasts (1.3x), the frontend's own (1.5x)
+      return [...document.querySelectorAll(".p-toast-message, [data-testid=toast]")].map((el) => el.innerText);
     },
 
     // Screen rectangle of nodes (title bar included), for screenshots.

@@ -1,4 +1,10 @@
-"""The web extension in the real frontend: live plan (inside subgraphs too), warning before queueing, in-app help."""
+"""The web extension in the real frontend: live plan (inside subgraphs too), warning before queueing, in-app help.
+
+The tests marked ``EVERY_FRONTEND`` run on each frontend variant (``frontend.VARIANTS``: the host's
+frontend and the newest from the package registry, Nodes 2.0 off and on); the ``page`` fixture fails a
+test whose page logged a warning from this pack's script (the frontend's deprecation warnings among
+them) or a 404 for one of its files (help pages among them).
+"""
 from __future__ import annotations
 
 import json
@@ -11,12 +17,13 @@ from urllib.parse import parse_qs, urlparse
 import requests
 from harness import PACK_NAME, ComfyClient
 
+from frontend import EVERY_FRONTEND
 from test_workflows import wait_for_history
 from tiny_swap import TINY_FLUX_CHECKPOINT, TinyRun, to_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
-from build_node_docs import DOCS, pages  # noqa: E402
+from build_node_docs import doc_files, shipped_doc_files  # noqa: E402
 
 PANEL = "cascade_plan"
 SD15 = REPO / "workflows" / "sd15_512_to_2048_tuning_free.json"
@@ -38,6 +45,7 @@ def panel_when(page, node_id: int, shows: str, lacks: str = "\0", timeout_s: flo
     raise AssertionError(f"the panel never showed {shows!r} without {lacks!r}; it shows:\n{text}")
 
 
+@EVERY_FRONTEND
 def test_plan_follows_the_settings_and_the_latent(page):
     page.helper("load", json.loads(SD15.read_text()), SD15.name)
     sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
@@ -46,6 +54,8 @@ def test_plan_follows_the_settings_and_the_latent(page):
     plan = panel_when(page, sampler, "stage 2")
     assert "base     512x512  50 steps" in plan
     assert "stage 1  1024x1024  K 0.70  35 steps" in plan and "stage 2  2048x2048  K 0.70  35 steps" in plan
+    shown = page.helper("shownPanel", sampler, PANEL)
+    assert shown["shown"] and "stage 2" in shown["text"], shown  # on screen, in the node, in either renderer
 
     page.helper("setWidget", sampler, "scale_by", 2.0)
     panel_when(page, sampler, "stage 1  1024x1024", lacks="stage 2")
@@ -63,6 +73,7 @@ def test_plan_follows_the_settings_and_the_latent(page):
     assert "stage 1  1536x1024  K 0.50  25 steps" in plan and "stage 2  3072x2048  K 0.30  15 steps" in plan
 
 
+@EVERY_FRONTEND
 def test_upscale_plans_from_the_loaded_image(page):
     """Self-Cascade Upscale's panel: the input is the image Load Image shows (64x64 here), encoded, not sampled."""
     workflow = REPO / "workflows" / "upscale_existing_image.json"
@@ -79,6 +90,7 @@ def test_upscale_plans_from_the_loaded_image(page):
     assert "one pass at the target size" in panel_when(page, upscale, "stage 1  32x32", lacks="stage 2")
 
 
+@EVERY_FRONTEND
 def test_invalid_settings_warn_before_queueing_with_the_planners_message(page, browser_server):
     page.helper("build", {"nodes": [
         {"key": "model", "type": "TinyModelLoader", "widgets": {"family": "sd15"}},
@@ -111,13 +123,15 @@ def test_invalid_settings_warn_before_queueing_with_the_planners_message(page, b
     page.evaluate("() => document.querySelectorAll('.p-dialog-close-button').forEach((b) => b.click())")
 
 
-def test_help_pages_are_current_and_shown_in_the_app(page, browser_server):
-    object_info = requests.get(f"{browser_server.url}/object_info", timeout=60).json()
-    current = pages(object_info)
+def test_help_pages_match_the_node_schemas(browser_server):
+    current = doc_files(requests.get(f"{browser_server.url}/object_info", timeout=60).json())
     assert current, "no node of this pack in /object_info"
-    assert {path.stem: path.read_text() for path in DOCS.glob("*.md")} == current, \
-        "web/docs is behind the node schemas: run scripts/build_node_docs.py"
+    assert shipped_doc_files() == current, "web/docs is behind the node schemas: run scripts/build_node_docs.py"
 
+
+@EVERY_FRONTEND
+def test_help_is_shown_in_the_app_from_where_the_frontend_looks_first(page, browser_server):
+    object_info = requests.get(f"{browser_server.url}/object_info", timeout=60).json()
     page.helper("load", json.loads(SD15.read_text()), SD15.name)
     sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
     help_text = page.evaluate("""async (id) => {
@@ -138,8 +152,17 @@ def test_help_pages_are_current_and_shown_in_the_app(page, browser_server):
     info = object_info["SelfCascadeKSampler"]
     assert info["description"] in help_text
     assert info["input"]["required"]["k"][1]["tooltip"] in help_text
+    docs = f"/extensions/{PACK_NAME}/docs/"
+    asked = [urlparse(url).path for url in page.helper("loadedResources") if urlparse(url).path.startswith(docs)]
+    assert asked and set(asked) == {f"{docs}SelfCascadeKSampler/en.md"}, asked  # found at once (a 404 fails the test)
     closed = page.evaluate("""async () => {
-        await window.comfyAPI.app.app.extensionManager.command.execute("Workspace.ToggleSidebarTab.node-library");
+        // 1.3x shows help in the node library's side bar, 1.5x in the properties panel
+        const panel = document.querySelector("[data-testid=properties-panel]");
+        if (panel?.querySelector(".node-help-content")) {
+            document.querySelector("button[aria-label='Toggle properties panel']").click();
+        } else {
+            await window.comfyAPI.app.app.extensionManager.command.execute("Workspace.ToggleSidebarTab.node-library");
+        }
         for (let i = 0; i < 50 && document.querySelector(".node-help-content"); i++) {
             await new Promise((r) => setTimeout(r, 100));
         }
@@ -148,6 +171,25 @@ def test_help_pages_are_current_and_shown_in_the_app(page, browser_server):
     assert closed, "the help panel stayed open"
 
 
+@EVERY_FRONTEND
+def test_inputs_show_their_tooltips_on_hover(page, browser_server):
+    info = requests.get(f"{browser_server.url}/object_info", timeout=60).json()["SelfCascadeKSampler"]
+    tooltip = info["input"]["required"]["k"][1]["tooltip"]
+    page.helper("load", json.loads(SD15.read_text()), SD15.name)
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    panel_when(page, sampler, "stage 2")
+    assert not page.helper("showsText", tooltip)
+    point = page.helper("widgetLabelPoint", sampler, "k")
+    page.hover(point["x"] - 4, point["y"])  # arrive, then rest: the frontend shows tooltips after a pause
+    page.hover(point["x"], point["y"])
+    deadline = time.monotonic() + 10
+    while not page.helper("showsText", tooltip) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert page.helper("showsText", tooltip), f"no tooltip {tooltip!r} over k"
+    page.hover(1, 1)  # away: the tooltip goes
+
+
+@EVERY_FRONTEND
 def test_extension_imports_through_window_comfyapi_and_sets_no_polling_timer(page):
     page.helper("load", json.loads(SD15.read_text()), SD15.name)
     panel_when(page, page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0], "stage 2")
@@ -158,6 +200,7 @@ def test_extension_imports_through_window_comfyapi_and_sets_no_polling_timer(pag
     assert [stack for stack in stacks if f"/extensions/{PACK_NAME}/" in stack] == [], "the extension polls with a timer"
 
 
+@EVERY_FRONTEND
 def test_a_sampler_inside_a_subgraph_plans_with_values_from_outside_and_shows_its_run(page, browser_server):
     page.helper("load", json.loads(SD15.read_text()), SD15.name)
     latent = page.helper("nodeIdsOfType", "EmptyLatentImage")[0]
@@ -182,6 +225,7 @@ def test_a_sampler_inside_a_subgraph_plans_with_values_from_outside_and_shows_it
     assert "stage 1: 128x128" in report
 
 
+@EVERY_FRONTEND
 def test_the_model_is_traced_to_its_loader_through_patches_and_subgraphs_and_asked_for_once(page):
     checkpoint = f"family_walk_{uuid.uuid4().hex[:8]}.safetensors"  # unknown to the server: family not known
     page.helper("watchRequests")
@@ -212,6 +256,7 @@ def test_the_model_is_traced_to_its_loader_through_patches_and_subgraphs_and_ask
     assert plans and all(query["multiple"] == ["8"] for query in plans)
 
 
+@EVERY_FRONTEND
 def test_a_flux_checkpoint_is_planned_in_its_familys_multiple_of_16(page):
     page.helper("watchRequests")
     page.helper("build", {"nodes": [
