@@ -213,21 +213,30 @@
     },
 
     // Page point over the label of widget `name` of node `id`, where a user hovers for its tooltip:
-    // the label element with Nodes 2.0, the widget's row on the classic canvas.
+    // the label element with Nodes 2.0, the widget's row on the classic canvas (as last drawn). `onTop`:
+    // what the page has at that point, when it is not the label or the canvas (a toast, a dialog).
     widgetLabelPoint(id, name) {
       const node = nodeById(id);
       const element = document.querySelector(`[data-node-id="${id}"]`);
+      let target;
+      let point;
       if (element) {
-        const label = [...element.querySelectorAll("*")].find((e) => !e.children.length && e.textContent.trim() === name);
-        if (!label) throw new Error(`no label '${name}' on node ${id}`);
-        const r = label.getBoundingClientRect();
-        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+        target = [...element.querySelectorAll("*")].find((e) => !e.children.length && e.textContent.trim() === name);
+        if (!target) throw new Error(`no label '${name}' on node ${id}`);
+        const r = target.getBoundingClientRect();
+        point = { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      } else {
+        app.canvas.draw(true, true); // the widgets' rows as of now
+        const w = widget(node, name);
+        target = app.canvas.canvas;
+        const rect = target.getBoundingClientRect();
+        const { scale, offset } = app.canvas.ds;
+        const rowY = (w.y ?? w.last_y) + (w.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT) / 2;
+        point = { x: rect.left + (node.pos[0] + 30 + offset[0]) * scale, y: rect.top + (node.pos[1] + rowY + offset[1]) * scale };
       }
-      const w = widget(node, name);
-      const rect = app.canvas.canvas.getBoundingClientRect();
-      const { scale, offset } = app.canvas.ds;
-      const rowY = (w.y ?? w.last_y) + (w.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT) / 2;
-      return { x: rect.left + (node.pos[0] + 30 + offset[0]) * scale, y: rect.top + (node.pos[1] + rowY + offset[1]) * scale };
+      const top = document.elementFromPoint(point.x, point.y);
+      const onTop = top === target || target.contains(top) ? null : `${top?.tagName}.${top?.className}`;
+      return { ...point, onTop };
     },
 
     // Whether a visible element shows `text` (a tooltip, whatever draws it).

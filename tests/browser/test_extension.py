@@ -180,6 +180,7 @@ def test_inputs_show_their_tooltips_on_hover(page, browser_server):
     panel_when(page, sampler, "stage 2")
     assert not page.helper("showsText", tooltip)
     point = page.helper("widgetLabelPoint", sampler, "k")
+    assert point["onTop"] is None, f"something covers the k label: {point}"
     page.hover(point["x"] - 4, point["y"])  # arrive, then rest: the frontend shows tooltips after a pause
     page.hover(point["x"], point["y"])
     deadline = time.monotonic() + 10
