@@ -20,6 +20,13 @@ K_TOOLTIP = ("K: where each high-resolution stage starts, as a fraction of the m
              "re-noised to t = K). 0.7 is the paper's t = 700 of 1000 (35 of 50 steps). Lower keeps more of the pivot; "
              "higher lets the model repaint more (and risks repeated objects).")
 
+K_AXIS_TOOLTIP = ("What K measures. percent: a fraction of the scheduler's steps (K 0.7 keeps the last 70% of them). "
+                  "snr: how noisy the re-noised pivot is, as a signal-to-noise ratio (signal over noise; lower is "
+                  "noisier): K 0.7 re-noises it as much as t = 700 does on SD1.x, the paper's setting, in any model. "
+                  "On SD1.x/SDXL (eps, v) the two are the same; shifted flow models (SD3, Flux, Wan) re-noise much "
+                  "harder on the percent axis at the same K. auto: percent on eps/v models; on flow models the "
+                  "pack's measured choice. The plan and the run report show each stage's sigma and SNR.")
+
 
 @dataclass(frozen=True)
 class Wording:
@@ -74,11 +81,19 @@ def adapter_inputs(words: Wording) -> list[io.Input]:
     ]
 
 
+def k_axis_input() -> io.Input:
+    """k_axis: optional and the node's last widget, so saved workflows (widget values by position) keep theirs."""
+    return io.Combo.Input("k_axis", options=list(limits.K_AXIS.options), default=limits.K_AXIS.default, optional=True,
+                          tooltip=K_AXIS_TOOLTIP)
+
+
 def cascade_settings(seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, scale_by: float,
                      target_width: int, target_height: int, k: float, later_k: float, upscale_method: str,
-                     stage_steps: int, denoise: float = 1.0) -> CascadeSettings:
+                     stage_steps: int, denoise: float = 1.0, k_axis: str = limits.K_AXIS.default) -> CascadeSettings:
     """The node's cascade settings, its numbers first checked against their limits: the host's min/max
     checks let a JSON NaN through, this refuses it naming the setting and its range."""
     limits.check_values(limits.CASCADE, dict(steps=steps, stage_steps=stage_steps, k=k, later_k=later_k,
                                              scale_by=scale_by, target_width=target_width, target_height=target_height))
-    return CascadeSettings(seed, steps, cfg, sampler_name, scheduler, k, upscale_method, stage_steps, denoise, later_k)
+    limits.K_AXIS.check(k_axis)
+    return CascadeSettings(seed, steps, cfg, sampler_name, scheduler, k, upscale_method, stage_steps, denoise, later_k,
+                           k_axis)

@@ -15,7 +15,8 @@ from ..sampling.pivot import LATENT_METHODS, upscale_pivot
 from ..sampling.plan import plan_from_settings
 from ..sampling.schedule import pivot_sigmas
 from .api import CATEGORY, io, ui
-from .cascade_inputs import K_TOOLTIP, Wording, adapter_inputs, cascade_settings, sampler_inputs, stage_inputs
+from .cascade_inputs import (K_TOOLTIP, Wording, adapter_inputs, cascade_settings, k_axis_input, sampler_inputs,
+                             stage_inputs)
 
 WORDING = Wording(
     seed="Noise seed of the base stage; stage r uses seed + r.",
@@ -67,6 +68,7 @@ class SelfCascadeKSampler(io.ComfyNode):
                                      "whose latents resize badly (Flux, SD3); its pixels per latent cell then size "
                                      "the stages."),
                 *adapter_inputs(WORDING),
+                k_axis_input(),
             ],
             outputs=[io.Latent.Output(tooltip="The latent at the target size.")],
         )
@@ -74,9 +76,9 @@ class SelfCascadeKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, scale_by,
                 target_width, target_height, k, later_k, upscale_method, stage_steps, denoise, vae=None,
-                upsampler_adapter=None, adapter_strength=1.0) -> io.NodeOutput:
+                upsampler_adapter=None, adapter_strength=1.0, k_axis=limits.K_AXIS.default) -> io.NodeOutput:
         settings = cascade_settings(seed, steps, cfg, sampler_name, scheduler, scale_by, target_width, target_height, k,
-                                    later_k, upscale_method, stage_steps, denoise)
+                                    later_k, upscale_method, stage_steps, denoise, k_axis)
         family, plan = plan_for(model, latent_image, scale_by, target_width, target_height, vae)
         stage_patch = adapter_stage_patch(model, upsampler_adapter, adapter_strength) if plan.cascade_stages else None
         run = CascadeRun(model, positive, negative, plan, family, settings, vae, stage_patch)
@@ -139,14 +141,17 @@ class PivotReschedule(io.ComfyNode):
                 io.Float.Input("k", **limits.K.schema(), step=0.01, tooltip=K_TOOLTIP),
                 io.Int.Input("stage_steps", **limits.STAGE_STEPS.schema(),
                              tooltip="Exact steps below K; 0 keeps the part of the steps-step schedule below K."),
+                k_axis_input(),
             ],
             outputs=[io.Sigmas.Output(tooltip="Sigmas from t = K down to 0.")],
         )
 
     @classmethod
-    def execute(cls, model, scheduler, steps, k, stage_steps) -> io.NodeOutput:
+    def execute(cls, model, scheduler, steps, k, stage_steps, k_axis=limits.K_AXIS.default) -> io.NodeOutput:
         limits.check_values((limits.STEPS, limits.K, limits.STAGE_STEPS), dict(steps=steps, k=k, stage_steps=stage_steps))
-        sigmas = pivot_sigmas(model.get_model_object("model_sampling"), scheduler, steps, k, stage_steps)
+        limits.K_AXIS.check(k_axis)
+        sigmas = pivot_sigmas(model.get_model_object("model_sampling"), scheduler, steps, k, stage_steps,
+                              axis=k_axis)
         return io.NodeOutput(sigmas)
 
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from ..adapters.stage_patch import adapter_stage_patch
+from ..sampling import limits
 from ..sampling.cascade import CascadeRun
 from ..sampling.families import detect_family
 from ..sampling.upscale import AUTO_TILE_PIXELS, TILE_MODES, prepare_upscale, run_upscale
 from .api import CATEGORY, io, ui
-from .cascade_inputs import Wording, adapter_inputs, cascade_settings, sampler_inputs, stage_inputs
+from .cascade_inputs import Wording, adapter_inputs, cascade_settings, k_axis_input, sampler_inputs, stage_inputs
 
 UPSCALE_K = 0.5  # lower than the KSampler's 0.7: here the first pivot is the user's own image (README: measured)
 WORDING = Wording(
@@ -61,6 +62,7 @@ class SelfCascadeUpscale(io.ComfyNode):
                 io.Int.Input("tile_size", default=512, min=64, max=4096, step=64,
                              tooltip="Tile side in pixels when tiled (the host's default 512); lower it if tiling still runs out of memory."),
                 *adapter_inputs(WORDING),
+                k_axis_input(),
             ],
             outputs=[io.Image.Output(tooltip="The upscaled image (same number of images or frames)."),
                      io.Latent.Output(tooltip="The latent at the target size, for further sampling or a tiled decode.")],
@@ -69,9 +71,9 @@ class SelfCascadeUpscale(io.ComfyNode):
     @classmethod
     def execute(cls, image, vae, model, positive, negative, seed, steps, cfg, sampler_name, scheduler, scale_by,
                 target_width, target_height, k, later_k, upscale_method, stage_steps, pixel_pivot, tile, tile_size,
-                upsampler_adapter=None, adapter_strength=1.0) -> io.NodeOutput:
+                upsampler_adapter=None, adapter_strength=1.0, k_axis=limits.K_AXIS.default) -> io.NodeOutput:
         settings = cascade_settings(seed, steps, cfg, sampler_name, scheduler, scale_by, target_width, target_height, k,
-                                    later_k, upscale_method, stage_steps)
+                                    later_k, upscale_method, stage_steps, k_axis=k_axis)
         family = detect_family(model, vae)
         stage_patch = adapter_stage_patch(model, upsampler_adapter, adapter_strength)
         source = prepare_upscale(model, vae, image, family, scale_by, target_width, target_height)

@@ -31,7 +31,7 @@ from .families import Family
 from .latents import prepare_base_latent
 from .pivot import upscale_pivot
 from .plan import CascadePlan
-from .schedule import pivot_sigmas
+from .schedule import pivot_sigmas, snr_of_sigma
 
 # (stage model, pivot latent in VAE space, stage index) -> model to sample this stage with; a patch with an
 # ``after_stage(stage_model, index)`` method has it called once that stage has sampled (the adapter's check
@@ -55,6 +55,7 @@ class CascadeSettings:
     stage_steps: int = 0  # 0: derived from K and steps
     denoise: float = 1.0  # base stage only, as KSampler's
     later_k: float = 0.0  # K of the second and later high-resolution stages; 0: the same as k
+    k_axis: str = "auto"  # what K measures (schedule.K_AXIS_CHOICES); auto: per model (schedule.k_axis_of)
 
     def k_of_stage(self, stage: int) -> float:
         """K of high-resolution stage ``stage`` (1 is the first after the base)."""
@@ -69,11 +70,14 @@ class StageReport:
     steps: int
     seconds: float
     k: Optional[float] = None  # None for the base stage, which starts from pure noise
+    sigma: Optional[float] = None  # the sigma the pivot is re-noised to (the stage schedule's first)
+    snr: Optional[float] = None  # its signal-to-noise ratio on this model's noise mixture
 
     def line(self) -> str:
         if self.index == 0:
             return f"base: {self.width}x{self.height}, {self.steps} steps, {self.seconds:.2f} s"
-        return f"stage {self.index}: {self.width}x{self.height}, K {self.k:.2f}, {self.steps} steps, {self.seconds:.2f} s"
+        return (f"stage {self.index}: {self.width}x{self.height}, K {self.k:.2f}, {self.steps} steps, "
+                f"{self.seconds:.2f} s; re-noised to sigma {self.sigma:.3g} (SNR {self.snr:.2g})")
 
 
 def stage_seed(seed: int, stage: int) -> int:
@@ -112,13 +116,14 @@ def check_latent(model, samples: torch.Tensor) -> None:
 
 
 def stage_schedules(model, plan: CascadePlan, settings: CascadeSettings) -> dict[int, torch.Tensor]:
-    """The cut schedule of every high-resolution stage (by stage index), each cut at its own K."""
+    """The cut schedule of every high-resolution stage (by stage index), each cut at its own K on the settings' axis."""
     model_sampling = model.get_model_object("model_sampling")
     by_k: dict[float, torch.Tensor] = {}
     for stage in range(1, plan.cascade_stages + 1):
         k = settings.k_of_stage(stage)
         if k not in by_k:
-            by_k[k] = pivot_sigmas(model_sampling, settings.scheduler, settings.steps, k, settings.stage_steps)
+            by_k[k] = pivot_sigmas(model_sampling, settings.scheduler, settings.steps, k, settings.stage_steps,
+                                   axis=settings.k_axis)
     return {stage: by_k[settings.k_of_stage(stage)] for stage in range(1, plan.cascade_stages + 1)}
 
 
@@ -159,6 +164,7 @@ class CascadeRun:
         self.vae, self.stage_patch = vae, stage_patch  # vae: upsample each pivot in pixel space
         self.disable_pbar = not (comfy.utils.PROGRESS_BAR_ENABLED if console_bar is None else console_bar)
         self.sigmas_of_stage = stage_schedules(model, plan, settings)
+        self.model_sampling = model.get_model_object("model_sampling")
         self.high_res_steps = sum(len(sigmas) - 1 for sigmas in self.sigmas_of_stage.values())
         self.progress: Optional[_Progress] = None
 
@@ -213,8 +219,9 @@ class CascadeRun:
                                                      disable_pbar=self.disable_pbar, seed=seed)
             if hasattr(self.stage_patch, "after_stage"):
                 self.stage_patch.after_stage(stage_model, index)
+            sigma = float(sigmas[0])
             reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
-                                       s.k_of_stage(index)))
+                                       s.k_of_stage(index), sigma, snr_of_sigma(self.model_sampling, sigma)))
 
         out = first_pivot.copy()
         out["samples"] = samples

@@ -96,6 +96,24 @@ class Name:
         return raw
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A setting with a fixed list of options (a node's combo): anything else is refused naming them."""
+
+    name: str
+    default: str
+    options: tuple[str, ...]
+
+    def check(self, value: str) -> str:
+        if value not in self.options:
+            shown = ascii(value[:MAX_NAME_CHARS]) if isinstance(value, str) else repr(value)[:MAX_NAME_CHARS]
+            raise InputLimitError(f"{self.name} = {shown} is not an option; choose one of {', '.join(self.options)}.")
+        return value
+
+    def parse(self, raw: str) -> str:
+        return self.check(raw)
+
+
 STEPS = Limit("steps", 30, 1, MAX_STEPS)
 STAGE_STEPS = Limit("stage_steps", 0, 0, MAX_STEPS)
 K = Limit("k", 0.7, 0.01, 1.0)
@@ -108,9 +126,25 @@ BASE_HEIGHT = Limit("base_height", 0, 0, MAX_SIDE)
 SIZE_MULTIPLE = Limit("multiple", 8, 1, 64)  # a model's pixel-size multiple (8; 16 for 2x2-patch DiTs)
 SCHEDULER = Name("scheduler", "normal")
 UPSCALE_PLAN = Limit("upscale", 0, 0, 1)  # the plan route: 1 plans for Self-Cascade Upscale (its base is the image)
+# what K measures: auto (per model), the scheduler's percent, or the paper's SNR (schedule.K_AXES)
+K_AXIS = Choice("k_axis", "auto", ("auto", "percent", "snr"))
+# the plan route's model sampling: the host's ModelType name ("": not known, SD's schedule) and its shift
+# (0: the model config's own; the host's ModelSamplingSD3 allows 0 to 100)
+SAMPLING = Choice("sampling", "", ("", "EPS", "V_PREDICTION", "V_PREDICTION_EDM", "EDM", "V_PREDICTION_CONTINUOUS",
+                                   "FLOW", "FLUX"))
+SHIFT = Limit("shift", 0.0, 0.0, 100.0)
 
 # the Self-Cascade KSampler's cascade settings, checked again when it runs (a prompt's JSON may carry NaN)
 CASCADE = (STEPS, STAGE_STEPS, K, LATER_K, SCALE_BY, TARGET_WIDTH, TARGET_HEIGHT)
+
+# the plan route's memory plan (given a loader and file): the latent's batch and video frames, the VAE passes the
+# graph does (pixel pivots; VAE Decode after the node), and a device to plan for in GiB (0: the server's own)
+BATCH = Limit("batch", 1, 1, 4096)  # as Empty Latent Image's batch_size
+LENGTH = Limit("length", 1, 1, MAX_SIDE)  # video frames, as the host's empty video latents' length
+PIXEL_PIVOTS = Limit("pixel_pivots", 0, 0, 1)
+FINAL_DECODE = Limit("final_decode", 0, 0, 1)
+MEMORY_BUDGET = Limit("memory_budget", 0.0, 0.0, 1e6)
+MEMORY_QUERY = (BATCH, LENGTH, PIXEL_PIVOTS, FINAL_DECODE, MEMORY_BUDGET)
 
 
 def check_values(limits: tuple[Limit, ...], values: Mapping[str, Number]) -> None:
@@ -119,7 +153,7 @@ def check_values(limits: tuple[Limit, ...], values: Mapping[str, Number]) -> Non
         limit.check(values[limit.name])
 
 
-def parse_query(query: Mapping[str, str], fields: tuple[Union[Limit, Name], ...]) -> dict[str, Union[Number, str]]:
+def parse_query(query: Mapping[str, str], fields: tuple[Union[Limit, Name, Choice], ...]) -> dict[str, Union[Number, str]]:
     """``fields`` from a query mapping (absent or empty: the default); other keys are ignored."""
     return {field.name: field.parse(query[field.name]) if query.get(field.name, "") != "" else field.default
             for field in fields}

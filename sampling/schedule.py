@@ -23,7 +23,7 @@ import comfy.model_management
 import comfy.model_sampling
 import comfy.samplers
 
-from .limits import MAX_STEPS
+from .limits import K_AXIS, MAX_STEPS
 
 # relative slack so that a schedule sigma equal to the cut sigma up to float error is kept
 _CUT_TOLERANCE = 1e-4
@@ -36,6 +36,11 @@ StopCheck = Callable[[], None]
 
 # what K measures: a fraction of the scheduler's time axis, or the paper's signal-to-noise ratio at t = K
 K_AXES = ("percent", "snr")
+# the nodes' choice: "auto" (per model: ``k_axis_of``), then K_AXES
+K_AXIS_CHOICES = K_AXIS.options
+# what "auto" means on flow (CONST) models, where the axes differ. The flow demo model's measurement
+# (issue 19) sets it; until then the scheduler's percent, the pack's behaviour before the choice existed.
+FLOW_K_AXIS = "percent"
 _AXIS_SEARCH_ITERATIONS = 60  # bisection of a monotone scalar function on [0, 1]: float64 resolution
 
 
@@ -81,18 +86,26 @@ def paper_snr(k: float) -> float:
     return snr_of_sigma(_paper_model_sampling(), float(_paper_model_sampling().percent_to_sigma(1.0 - k)))
 
 
+def k_axis_of(model_sampling, axis: str = "auto") -> str:
+    """The axis ``axis`` names for this model: itself, or for "auto" ``FLOW_K_AXIS`` on flow models and
+    "percent" on the others (eps, v, EDM), where it is the snr axis at the paper's schedule."""
+    if axis not in K_AXIS_CHOICES:
+        raise ScheduleError(f"K axis '{axis}' is unknown; choose one of {', '.join(K_AXIS_CHOICES)}.")
+    if axis != "auto":
+        return axis
+    return FLOW_K_AXIS if is_flow(model_sampling) else "percent"
+
+
 def k_on_model_axis(model_sampling, k: float, axis: str = "percent") -> float:
-    """K as a fraction of the model's own time axis, for ``k`` read on ``axis`` (one of ``K_AXES``).
+    """K as a fraction of the model's own time axis, for ``k`` read on ``axis`` (one of ``K_AXIS_CHOICES``).
 
     On the ``snr`` axis: the fraction whose sigma re-noises to the paper's SNR at ``k``, found by
     bisection of the model's ``percent_to_sigma`` (decreasing in percent); capped at 1 where the model's
     noisiest sigma is cleaner than that SNR.
     """
     _check_k(k)
-    if axis == "percent":
+    if k_axis_of(model_sampling, axis) == "percent":
         return k
-    if axis != "snr":
-        raise ScheduleError(f"K axis '{axis}' is unknown; choose one of {', '.join(K_AXES)}.")
     sigma = sigma_of_snr(model_sampling, paper_snr(k))
     noisy, clean = 0.0, 1.0  # percents: sigma(noisy) >= sigma >= sigma(clean)
     if float(model_sampling.percent_to_sigma(noisy)) <= sigma:
@@ -135,7 +148,7 @@ def pivot_sigmas(model_sampling, scheduler: str, steps: int, k: float, stage_ste
     searched so that the cut keeps ``stage_steps`` (same K, finer or coarser grid). The search looks
     at schedules of at most ``MAX_STEPS`` steps, at most ``MAX_SCHEDULE_EVALUATIONS`` of them, and
     calls ``stop_check`` before each (by default ComfyUI's interrupt check; a route passes its deadline).
-    ``axis`` says what ``k`` measures (``K_AXES``).
+    ``axis`` says what ``k`` measures (``K_AXIS_CHOICES``).
     """
     if steps < 1:
         raise ScheduleError(f"steps = {steps}: a stage needs at least 1 step.")

@@ -3,12 +3,13 @@
 - ``TinyImage``: an IMAGE batch (frames, height, width, channels) of smooth seeded colour fields,
   any channel count (4 = with alpha, 1 = wrong), for equivalence, tiling and bad-input tests.
 - ``TinyVideoVAE``: ``models.build_video_vae``, the tiny Wan model's VAE (video latents).
+- ``TinyFluxVAE``: ``models.build_flux_vae``, a 16-channel image VAE for the tiny flux model.
 """
 import torch
 
 from comfy_api.latest import io
 
-from .models import build_video_vae
+from .models import build_flux_vae, build_video_vae
 
 CATEGORY = "testing/tiny"
 
@@ -49,4 +50,16 @@ class TinyVideoVAE(io.ComfyNode):
         return io.NodeOutput(build_video_vae(seed))
 
 
-NODES = [TinyImage, TinyVideoVAE]
+class TinyFluxVAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(node_id="TinyFluxVAE", category=CATEGORY,
+                         inputs=[io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the weights.")],
+                         outputs=[io.Vae.Output()])
+
+    @classmethod
+    def execute(cls, seed: int) -> io.NodeOutput:
+        return io.NodeOutput(build_flux_vae(seed))
+
+
+NODES = [TinyImage, TinyVideoVAE, TinyFluxVAE]

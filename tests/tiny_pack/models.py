@@ -165,6 +165,14 @@ def build_vae(seed: int = 0) -> comfy.sd.VAE:
     return random_vae(_VAE_CONFIG, seed)
 
 
+def build_flux_vae(seed: int = 0) -> comfy.sd.VAE:
+    """The tiny VAE with Flux's (and SD3's) 16 latent channels, for image workflows on the tiny flux model."""
+    params = _VAE_CONFIG["params"]
+    vae = random_vae({"params": {**params, "embed_dim": 16, "ddconfig": {**params["ddconfig"], "z_channels": 16}}}, seed)
+    vae.latent_channels = 16  # the host sets it only when it detects the layout itself (config=None)
+    return vae
+
+
 def build_video_vae(seed: int = 0) -> comfy.sd.VAE:
     """The tiny Wan 2.1 VAE: the tiny Wan model's latent layout, the host's own WanVAE at width 8."""
     from comfy.ldm.wan.vae import WanVAE

@@ -172,3 +172,13 @@ def test_an_snr_the_model_cannot_reach_cuts_at_its_noisiest_sigma():
 def test_an_unknown_k_axis_is_refused_with_the_choices():
     with pytest.raises(ScheduleError, match="percent, snr"):
         cut_sigma(comfy.model_sampling.ModelSamplingDiscrete(), 0.7, "sigma")
+
+
+def test_auto_k_axis_is_percent_on_sd_and_the_flow_constant_on_flow_models():
+    assert schedule.K_AXIS_CHOICES == ("auto", *schedule.K_AXES)
+    assert schedule.k_axis_of(comfy.model_sampling.ModelSamplingDiscrete(), "auto") == "percent"
+    assert schedule.k_axis_of(_flow(3.0), "auto") == schedule.FLOW_K_AXIS
+    assert schedule.k_axis_of(_flow(3.0), "snr") == "snr"
+    flow = _flow(8.0)
+    axis_sigmas = pivot_sigmas(flow, "normal", 30, 0.7, axis=schedule.FLOW_K_AXIS)
+    assert torch.equal(pivot_sigmas(flow, "normal", 30, 0.7, axis="auto"), axis_sigmas)
