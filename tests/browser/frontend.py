@@ -21,8 +21,7 @@ from typing import Any, Optional
 
 import pytest
 import requests
-from comfy_headless import PACK_NAME
-from provision_host import NEWER_FRONTEND, frontend_root
+from comfy_headless import PACK_NAME, REPO
 
 HERE = Path(__file__).resolve().parent
 PAGE_HELPERS = (HERE / "page.js").read_text()
@@ -55,16 +54,22 @@ class Variant:
         if self.root is None:
             return ()
         if not (self.root / "index.html").exists():
-            raise FrontendError(f"frontend {self.version} is not installed at {self.root}: run scripts/provision_host.py")
+            raise FrontendError(f"frontend {self.version} is not installed at {self.root}: run scripts/provision_browser.sh")
         return ("--front-end-root", str(self.root))
 
 
+def _newer_frontend() -> tuple[str, Path]:
+    """Version and static folder of the newer frontend ``scripts/provision_browser.sh`` installs."""
+    pins = [line for line in (HERE / "frontend-requirements.txt").read_text().splitlines() if "==" in line]
+    root = REPO / ".host" / "frontends" / "newer" / "comfyui_frontend_package" / "static"
+    return pins[0].split("==")[1].strip(), root
+
+
 HOST_FRONTEND = Variant(metadata.version("comfyui-frontend-package"), None, nodes2=False)
-NEWER = NEWER_FRONTEND.split("==")[1]
+NEWER = Variant(*_newer_frontend(), nodes2=False)
 # the newest first and the host's classic canvas last: tests that do not ask for a variant get that one,
 # and pytest groups tests by variant in this order, so the page carries on into them
-VARIANTS = (Variant(NEWER, frontend_root(), False), Variant(NEWER, frontend_root(), True),
-            Variant(HOST_FRONTEND.version, None, True), HOST_FRONTEND)
+VARIANTS = (NEWER, Variant(NEWER.version, NEWER.root, True), Variant(HOST_FRONTEND.version, None, True), HOST_FRONTEND)
 # a test module's `pytestmark`: each of its tests runs on every variant (the `frontend` fixture of conftest.py)
 EVERY_FRONTEND = pytest.mark.parametrize("frontend", VARIANTS, indirect=True, ids=lambda variant: variant.id)
 
