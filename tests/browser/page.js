@@ -112,8 +112,9 @@
       for (const node of app.graph.nodes) {
         const values = saved.get(String(node.id));
         if (!Array.isArray(values)) continue;
+        // every saved value where it was; a widget added after them (a newer optional input) takes its default
         const loaded = (node.widgets ?? []).filter((w) => w.serialize !== false).map((w) => w.value);
-        if (JSON.stringify(loaded) !== JSON.stringify(values.slice(0, loaded.length)) || values.length > loaded.length) {
+        if (JSON.stringify(loaded.slice(0, values.length)) !== JSON.stringify(values)) {
           widgetMismatches.push(`${node.type} #${node.id}: saved ${JSON.stringify(values)}, loaded ${JSON.stringify(loaded)}`);
         }
       }
