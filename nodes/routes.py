@@ -10,6 +10,12 @@ image (encoded, not sampled: 0 steps), and a target not larger than it is one pa
 size. The answer is ``{"stages": [{"width", "height", "steps", "k"}, ...] or null, "high_res":
 [{"k", "steps"}, ...], "notes", "schedule"}``: ``stages`` starts with the base (``k`` null);
 ``high_res`` is the first high-resolution stage's K and steps, then the later stages' when they differ.
+``k_axis`` is the node's (auto, percent, snr). With ``sampling`` (the model's ``ModelType`` name, as
+``/selfcascade/family`` answers it, or FLOW / FLUX for a ModelSamplingSD3 / ModelSamplingFlux node in
+front of the sampler) and ``shift`` (0: the type's default) the schedules are the host's own for that
+model, and every high-resolution stage (and ``high_res`` entry) also has ``sigma``, the noise level its
+pivot is re-noised to, and ``snr``, that level's signal-to-noise ratio; without ``sampling`` they
+follow SD's schedule (``schedule`` says so) and have neither.
 
 ``/selfcascade/family?loader=<node class>&file=<file name>``: the family of the model a loader
 would load (pixels per latent cell, size multiple, native size decide the planned sizes before
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 import os
@@ -46,8 +53,10 @@ import safetensors
 import torch
 from aiohttp import web
 
+import comfy.model_base
 import comfy.model_detection
 import comfy.model_sampling
+import comfy.supported_models_base
 import comfy.utils
 import folder_paths
 
@@ -55,7 +64,7 @@ from ..sampling import limits
 from ..sampling.cascade import CascadeSettings
 from ..sampling.families import DEMO, Family, FamilyError, fallback_family, family_of_config
 from ..sampling.plan import plan_from_settings
-from ..sampling.schedule import StopCheck, pivot_sigmas
+from ..sampling.schedule import StopCheck, host_model_sampling, k_axis_of, pivot_sigmas, snr_of_sigma
 
 PLAN_ROUTE = "/selfcascade/plan"
 FAMILY_ROUTE = "/selfcascade/family"
@@ -66,7 +75,7 @@ SCHEDULE_NOTE = ("steps per stage follow the SD-style discrete schedule, as no m
 TOO_SLOW = (f"the server could not plan these settings within {ROUTE_TIME_LIMIT_S:g} s (it may be busy); "
             "the plan is checked again when a setting changes, or lower steps or stage_steps")
 PLAN_QUERY = (limits.BASE_WIDTH, limits.BASE_HEIGHT, *limits.CASCADE, limits.SIZE_MULTIPLE, limits.SCHEDULER,
-              limits.UPSCALE_PLAN)
+              limits.UPSCALE_PLAN, limits.K_AXIS, limits.SAMPLING, limits.SHIFT)
 LOADER_FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "ImageOnlyCheckpointLoader": "checkpoints",
                   "unCLIPCheckpointLoader": "checkpoints", "UNETLoader": "diffusion_models"}
 FILELESS_LOADERS = {"SelfCascadeDemoModel": DEMO}
@@ -133,14 +142,19 @@ async def answer_off_loop(compute: Callable[[StopCheck], dict], too_slow: str = 
 def plan_response(settings: dict, stop_check: StopCheck) -> dict:
     """The JSON answer for settings already checked by ``limits.parse_query(query, PLAN_QUERY)``."""
     s = settings
-    model_sampling = comfy.model_sampling.ModelSamplingDiscrete()  # SD1.x/SDXL's schedule: no model is known
+    known = s["sampling"] != ""
+    # the model's own schedule where the browser knows its sampling; else SD1.x/SDXL's
+    model_sampling = (host_model_sampling(s["sampling"], s["shift"]) if known
+                      else comfy.model_sampling.ModelSamplingDiscrete())
     cascade = CascadeSettings(0, s["steps"], 1.0, "euler", s["scheduler"], s["k"], stage_steps=s["stage_steps"],
-                              later_k=s["later_k"])
+                              later_k=s["later_k"], k_axis=s["k_axis"])
     ks = [cascade.k_of_stage(1)] + ([cascade.k_of_stage(2)] if cascade.k_of_stage(2) != cascade.k_of_stage(1) else [])
-    steps_of_k = {k: len(pivot_sigmas(model_sampling, s["scheduler"], s["steps"], k, s["stage_steps"], stop_check)) - 1
-                  for k in ks}
+    sigmas_of_k = {k: pivot_sigmas(model_sampling, s["scheduler"], s["steps"], k, s["stage_steps"], stop_check,
+                                   axis=cascade.k_axis) for k in ks}
+    steps_of_k = {k: len(sigmas) - 1 for k, sigmas in sigmas_of_k.items()}
     answer = {"stages": None, "high_res": [{"k": k, "steps": steps_of_k[k]} for k in ks], "notes": [],
-              "schedule": SCHEDULE_NOTE}
+              "schedule": schedule_note(s) if known else SCHEDULE_NOTE,
+              "k_axis": k_axis_of(model_sampling, cascade.k_axis)}
     if s["base_width"] > 0 and s["base_height"] > 0:
         upscale = s["upscale"] == 1
         plan = plan_from_settings(s["base_width"], s["base_height"], s["scale_by"], s["target_width"],
@@ -151,7 +165,16 @@ def plan_response(settings: dict, stop_check: StopCheck) -> dict:
                               "steps": steps_of_k[cascade.k_of_stage(index)]}
                              for index, size in enumerate(plan.stages[1:], start=1)]
         answer["notes"] = list(plan.notes)
+    for stage in [*answer["high_res"], *(answer["stages"] or [])[1:]] if known else []:  # where each re-noises its pivot
+        sigma = float(sigmas_of_k[stage["k"]][0])
+        stage.update(sigma=sigma, snr=snr_of_sigma(model_sampling, sigma))
     return answer
+
+
+def schedule_note(settings: dict) -> str:
+    shift = f" at shift {settings['shift']:g}" if settings["shift"] > 0 else " at its default shift"
+    return (f"steps, sigma and SNR per stage follow the connected model's {settings['sampling']} schedule"
+            f"{shift if settings['sampling'] in ('FLOW', 'FLUX') else ''}")
 
 
 async def get_plan(request: web.Request) -> web.Response:
@@ -164,10 +187,15 @@ async def get_plan(request: web.Request) -> web.Response:
 
 # /selfcascade/family
 
-def facts(family: Family) -> dict:
+def facts(family: Family, config=None, model_type: str = "") -> dict:
+    """The family's facts; with the model's config and ``ModelType`` name also its sampling (one the plan
+    route can build, else null) and the config's default shift (null where it sets none)."""
+    shift = config.sampling_settings.get("shift") if config is not None else None
     return {"family": family.name, "known": family.known, "latent_factor": family.latent_factor,
             "size_multiple": family.size_multiple, "native_width": family.native_width,
-            "native_height": family.native_height}
+            "native_height": family.native_height,
+            "sampling": model_type if model_type and model_type in limits.SAMPLING.options else None,
+            "shift": float(shift) if isinstance(shift, (int, float)) and 0.0 < shift <= limits.SHIFT.high else None}
 
 
 def read_header(path: str, size: int) -> tuple[dict[str, dict], dict[str, str]]:
@@ -242,6 +270,22 @@ def detect_config(shapes: dict[str, torch.Tensor], metadata: dict[str, str]) -> 
     return comfy.model_detection.model_config_from_diffusers_unet(unprefixed), prefix
 
 
+def model_type_of(config, state_dict: Mapping, prefix: str) -> str:
+    """The ``ModelType`` name of the model the host's loader builds from ``config``: the config's own
+    ``model_type`` where its ``get_model`` passes it on (SD2's v test, SDXL's variants), else the default
+    of the model class its ``get_model`` names (Flux: FLUX; SD3, Wan: FLOW), which the config does not state."""
+    get_model = type(config).get_model
+    if get_model is comfy.supported_models_base.BASE.get_model or "model_type" in get_model.__code__.co_names:
+        return config.model_type(state_dict, prefix).name  # the config's model_type is what the model gets
+    for name in get_model.__code__.co_names:
+        model_class = getattr(comfy.model_base, name, None)
+        if isinstance(model_class, type) and issubclass(model_class, comfy.model_base.BaseModel):
+            default = inspect.signature(model_class.__init__).parameters.get("model_type")
+            if default is not None and isinstance(default.default, comfy.model_base.ModelType):
+                return default.default.name
+    return config.model_type(state_dict, prefix).name
+
+
 @functools.lru_cache(maxsize=CACHED_FILES)
 def probe_file(path: str, modified_ns: int, size: int) -> dict:
     """The answer for one version of a file (the cache key is the version)."""
@@ -259,8 +303,9 @@ def probe_file(path: str, modified_ns: int, size: int) -> dict:
                 return {"error": f"ComfyUI recognises no diffusion model in '{name}'; choose a model file."}
             return facts(fallback_family("channel_mult" in unet_config,
                                          "ComfyUI recognises no model config in the file's shapes"))
-        v_prediction = config.model_type(SmallTensors(path, entries), prefix).name.startswith("V_PREDICTION")
-        return facts(family_of_config(type(config), v_prediction, "channel_mult" in config.unet_config))
+        model_type = model_type_of(config, SmallTensors(path, entries), prefix)
+        family = family_of_config(type(config), model_type.startswith("V_PREDICTION"), "channel_mult" in config.unet_config)
+        return facts(family, config, model_type)
     except (ProbeError, FamilyError) as error:
         return {"error": str(error)}
     except OSError:

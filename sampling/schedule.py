@@ -64,6 +64,18 @@ def is_flow(model_sampling) -> bool:
     return isinstance(model_sampling, comfy.model_sampling.CONST)
 
 
+def host_model_sampling(model_type: str, shift: float = 0.0):
+    """The host's own model_sampling object for a ``comfy.model_base.ModelType`` name, as its model loader
+    builds it (``comfy.model_base.model_sampling``) from a config whose sampling settings set only ``shift``
+    (0: the class's default), for planning where no model is loaded. SD-style schedules take their
+    defaults (SD1.x/SDXL's betas)."""
+    import comfy.model_base  # the host's model module: imported when the host asks, not with the math
+
+    settings = {"shift": shift} if shift > 0.0 else {}
+    config = type("PlanConfig", (), {"sampling_settings": settings})()
+    return comfy.model_base.model_sampling(config, comfy.model_base.ModelType[model_type])
+
+
 def snr_of_sigma(model_sampling, sigma: float) -> float:
     """Signal-to-noise ratio (signal variance over noise variance) of the model's noisy input at ``sigma``."""
     if sigma <= 0.0:

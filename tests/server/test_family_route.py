@@ -84,17 +84,18 @@ def family(comfy, **query) -> dict:
     return response.json()
 
 
-def facts(name, known, latent_factor, size_multiple, width, height) -> dict:
+def facts(name, known, latent_factor, size_multiple, width, height, sampling=None, shift=None) -> dict:
     return {"family": name, "known": known, "latent_factor": latent_factor, "size_multiple": size_multiple,
-            "native_width": width, "native_height": height}
+            "native_width": width, "native_height": height, "sampling": sampling, "shift": shift}
 
 
 @pytest.mark.parametrize("loader, file, expected", [
-    ("CheckpointLoaderSimple", "sdxl_base.safetensors", facts("sdxl", True, 8, 8, 1024, 1024)),
-    ("CheckpointLoaderSimple", "sd21_768v.safetensors", facts("sd2-768", True, 8, 8, 768, 768)),
-    ("CheckpointLoaderSimple", "sd21_512.safetensors", facts("sd2", True, 8, 8, 512, 512)),
-    ("CheckpointLoaderSimple", "tiny_flux.safetensors", facts("flux", True, 8, 16, 1024, 1024)),
-    ("UNETLoader", "chroma_radiance.safetensors", facts("chroma-radiance", True, 1, 16, 1024, 1024)),
+    ("CheckpointLoaderSimple", "sdxl_base.safetensors", facts("sdxl", True, 8, 8, 1024, 1024, "EPS")),
+    ("CheckpointLoaderSimple", "sd21_768v.safetensors", facts("sd2-768", True, 8, 8, 768, 768, "V_PREDICTION")),
+    ("CheckpointLoaderSimple", "sd21_512.safetensors", facts("sd2", True, 8, 8, 512, 512, "EPS")),
+    # the tiny flux has no guidance embedding: the host reads it as Flux schnell (shift 1)
+    ("CheckpointLoaderSimple", "tiny_flux.safetensors", facts("flux", True, 8, 16, 1024, 1024, "FLUX", 1.0)),
+    ("UNETLoader", "chroma_radiance.safetensors", facts("chroma-radiance", True, 1, 16, 1024, 1024, "FLUX")),
     ("CheckpointLoaderSimple", "tiny_sd15.safetensors", facts("unet", False, 8, 8, 512, 512)),  # no host config fits
     ("SelfCascadeDemoModel", "", facts("selfcascade-demo", True, 1, 8, 32, 32)),
 ])
