@@ -96,6 +96,8 @@ class Browsers:
             server = self.server(variant)
             self._close_page()
             self._page, self._variant = Frontend(server.url, variant.settings), variant
+            problems = self._page.problems()  # the extension sets itself up and plans the first workflow
+            assert not problems, f"the page logged errors while opening on {variant.id}:\n" + "\n".join(problems)
         return self._page
 
     def _close_page(self) -> None:
