@@ -17,6 +17,15 @@ model, and every high-resolution stage (and ``high_res`` entry) also has ``sigma
 pivot is re-noised to, and ``snr``, that level's signal-to-noise ratio; without ``sampling`` they
 follow SD's schedule (``schedule`` says so) and have neither.
 
+Memory plan: with ``loader`` and ``file`` (as ``/selfcascade/family`` takes them) each stage also gets
+``"memory"``, the host's own estimates for the model that file holds (``sampling/memory.py``: its
+``estimate_memory`` for the stage's latent, the weights, the VAE passes of the file's own VAE where it
+has one), and the answer a ``"memory"`` summary (``free``: the bytes planned against, what it is, what
+is included, ``warnings`` for stages that will not fit). ``batch``, ``length`` (video frames),
+``pixel_pivots`` (the KSampler's vae input is connected), ``final_decode`` (the graph decodes the
+result) and ``memory_budget`` (GiB to plan for instead of the server device's free memory) refine it.
+The model is built from the file's header on the meta device (no weights), cached per file version.
+
 ``/selfcascade/family?loader=<node class>&file=<file name>``: the family of the model a loader
 would load (pixels per latent cell, size multiple, native size decide the planned sizes before
 anything has run). The answer is ``{"family", "known", "latent_factor", "size_multiple",
@@ -47,6 +56,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import safetensors
@@ -55,15 +65,16 @@ from aiohttp import web
 
 import comfy.model_base
 import comfy.model_detection
+import comfy.model_management
 import comfy.model_sampling
 import comfy.supported_models_base
 import comfy.utils
 import folder_paths
 
-from ..sampling import limits
+from ..sampling import limits, memory
 from ..sampling.cascade import CascadeSettings
 from ..sampling.families import DEMO, Family, FamilyError, fallback_family, family_of_config
-from ..sampling.plan import plan_from_settings
+from ..sampling.plan import StageSize, plan_from_settings
 from ..sampling.schedule import StopCheck, host_model_sampling, k_axis_of, pivot_sigmas, snr_of_sigma
 
 PLAN_ROUTE = "/selfcascade/plan"
@@ -85,6 +96,7 @@ MAX_HEADER_BYTES = 16 << 20  # a real checkpoint's header is a few hundred KiB
 MAX_SMALL_TENSOR_BYTES = 64 << 10  # what a config's model_type may read (SD2: one 1280-wide bias)
 MAX_RANK = 8
 CACHED_FILES = 256
+CACHED_MODELS = 4  # meta-device models for the memory plan (an SDXL one holds a few MB of module objects)
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
            "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64, "I32": torch.int32,
            "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
@@ -177,12 +189,35 @@ def schedule_note(settings: dict) -> str:
             f"{shift if settings['sampling'] in ('FLOW', 'FLUX') else ''}")
 
 
+def plan_with_memory(settings: dict, folder: Optional[str], file_name: str, query: dict, stop_check: StopCheck) -> dict:
+    """The plan answer, with the memory plan of ``file_name`` in model folder ``folder`` (None: no file to read)."""
+    answer = plan_response(settings, stop_check)
+    if answer["stages"] is None:
+        answer["memory"] = {"error": "memory is estimated once the base size is known"}
+    elif folder is None:
+        answer["memory"] = {"error": "this model is not read from a file: no memory plan before the run"}
+    else:
+        try:
+            answer["memory"] = memory_response(folder, file_name, answer["stages"], query, settings["upscale"] == 1,
+                                               stop_check)
+        except (ProbeError, FamilyError) as error:
+            answer["memory"] = {"error": str(error)}
+    return answer
+
+
 async def get_plan(request: web.Request) -> web.Response:
+    loader, file_name = request.query.get("loader", ""), request.query.get("file", "")
     try:
         settings = limits.parse_query(request.query, PLAN_QUERY)
-    except limits.InputLimitError as error:
+        if not loader:
+            return await answer_off_loop(lambda stop_check: plan_response(settings, stop_check))
+        folder = probe_folder(loader, file_name)
+        query = limits.parse_query(request.query, limits.MEMORY_QUERY)
+    except (limits.InputLimitError, ProbeError) as error:
         return web.json_response({"error": str(error)})
-    return await answer_off_loop(lambda stop_check: plan_response(settings, stop_check))
+    too_slow = f"planning with '{file_name}' took longer than {PROBE_TIMEOUT_S:g} s (a slow disk?); try again."
+    return await answer_off_loop(lambda stop_check: plan_with_memory(settings, folder, file_name, query, stop_check),
+                                 too_slow, PROBE_TIMEOUT_S)
 
 
 # /selfcascade/family
@@ -270,6 +305,14 @@ def detect_config(shapes: dict[str, torch.Tensor], metadata: dict[str, str]) -> 
     return comfy.model_detection.model_config_from_diffusers_unet(unprefixed), prefix
 
 
+def file_shapes(path: str, size: int) -> tuple[dict[str, dict], dict[str, str], dict[str, torch.Tensor]]:
+    """(header entries, metadata, every tensor as a meta tensor of its shape and dtype) of a safetensors file."""
+    entries, metadata = read_header(path, size)
+    shapes = {key: torch.empty(entry["shape"], dtype=_DTYPES.get(entry["dtype"], torch.uint8), device="meta")
+              for key, entry in entries.items()}
+    return entries, metadata, shapes
+
+
 def model_type_of(config, state_dict: Mapping, prefix: str) -> str:
     """The ``ModelType`` name of the model the host's loader builds from ``config``: the config's own
     ``model_type`` where its ``get_model`` passes it on (SD2's v test, SDXL's variants), else the default
@@ -293,9 +336,7 @@ def probe_file(path: str, modified_ns: int, size: int) -> dict:
     if not name.lower().endswith((".safetensors", ".sft")):
         return {"error": f"'{name}' is not a safetensors file: its family shows after the sampler has run."}
     try:
-        entries, metadata = read_header(path, size)
-        shapes = {key: torch.empty(entry["shape"], dtype=_DTYPES.get(entry["dtype"], torch.uint8), device="meta")
-                  for key, entry in entries.items()}
+        entries, metadata, shapes = file_shapes(path, size)
         config, prefix = detect_config(shapes, metadata)
         if config is None:
             unet_config = comfy.model_detection.detect_unet_config(shapes, prefix)
@@ -314,18 +355,102 @@ def probe_file(path: str, modified_ns: int, size: int) -> dict:
         return {"error": f"'{name}' could not be read as a model ({type(error).__name__}: {str(error)[:200]})."}
 
 
-def probe(folder: str, file_name: str, stop_check: StopCheck) -> dict:
-    """The answer for ``file_name`` of model folder ``folder``; runs on the route thread."""
-    stop_check()
+def file_version(folder: str, file_name: str) -> tuple[str, int, int]:
+    """(path, modification time, size) of ``file_name`` of model folder ``folder``: a cache key per file version."""
     if file_name not in folder_paths.get_filename_list(folder):
-        return {"error": f"'{file_name}' is not in models/{folder}; choose a file from the loader's list (press R "
-                         "to refresh it)."}
+        raise ProbeError(f"'{file_name}' is not in models/{folder}; choose a file from the loader's list (press R "
+                         "to refresh it).")
     try:
         path = folder_paths.get_full_path(folder, file_name)
         stat = os.stat(path)
-        return probe_file(path, stat.st_mtime_ns, stat.st_size)
     except OSError as error:
         raise ProbeError(f"'{file_name}' cannot be read ({error.strerror or error}).") from None
+    return path, stat.st_mtime_ns, stat.st_size
+
+
+def probe(folder: str, file_name: str, stop_check: StopCheck) -> dict:
+    """The answer for ``file_name`` of model folder ``folder``; runs on the route thread."""
+    stop_check()
+    try:
+        path, modified_ns, size = file_version(folder, file_name)
+        return probe_file(path, modified_ns, size)
+    except ProbeError as error:
+        return {"error": str(error)}
+    except OSError as error:
+        raise ProbeError(f"'{file_name}' cannot be read ({error.strerror or error}).") from None
+
+
+# the memory plan (/selfcascade/plan with loader and file)
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """What the memory plan asks about one model file: the host's model and the file's VAE on the meta device."""
+
+    model: object  # ModelPatcher, meta-device weights
+    vae: Optional[object]  # comfy.sd.VAE, meta-device weights; None: the file has no VAE
+    family: Family
+
+
+@functools.lru_cache(maxsize=CACHED_MODELS)
+def memory_model(path: str, modified_ns: int, size: int) -> MemoryModel:
+    """The model (and VAE) of one version of a file, as the host's checkpoint loader would build them, without weights."""
+    name = os.path.basename(path)
+    if not name.lower().endswith((".safetensors", ".sft")):
+        raise ProbeError(f"'{name}' is not a safetensors file: no memory plan before the run.")
+    entries, metadata, shapes = file_shapes(path, size)
+    config, prefix = detect_config(shapes, metadata)
+    if config is None:
+        raise ProbeError(f"ComfyUI recognises no model config in '{name}': no memory plan before the run.")
+    tensors = SmallTensors(path, entries)
+    v_prediction = config.model_type(tensors, prefix).name.startswith("V_PREDICTION")
+    family = family_of_config(type(config), v_prediction, "channel_mult" in config.unet_config)
+    model = memory.meta_model(config, shapes, prefix, tensors)
+    try:
+        vae = memory.meta_vae(config, shapes)
+    except Exception:  # a VAE layout the host's VAE class does not take on the meta device: the plan says none
+        logging.debug("Self-Cascade: no meta-device VAE for %s", name, exc_info=True)
+        vae = None
+    return MemoryModel(model, vae, family)
+
+
+def memory_response(folder: str, file_name: str, stages: list[dict], query: dict, upscale: bool,
+                    stop_check: StopCheck) -> dict:
+    """The memory plan of ``stages`` (the plan answer's, each given its ``"memory"``) and its summary."""
+    stop_check()
+    path, modified_ns, size = file_version(folder, file_name)
+    try:
+        held = memory_model(path, modified_ns, size)
+    except (ProbeError, FamilyError):
+        raise
+    except OSError as error:  # the file changed or went away while it was read
+        raise ProbeError(f"'{file_name}' cannot be read ({error.strerror or error}).") from None
+    except Exception as error:  # the host's classes on shapes no model has
+        raise ProbeError(f"'{file_name}': ComfyUI could not build its model without weights ({type(error).__name__}: "
+                         f"{str(error)[:200]}); no memory plan before the run.") from None
+    stop_check()
+    latent_format = held.model.get_model_object("latent_format")
+    frames = held.family.latent_frames(query["length"]) if getattr(latent_format, "latent_dimensions", 2) == 3 else 1
+    decode_fix = "keep tile = auto (it tiles a pass that does not fit)" if upscale else None
+    plan = memory.stage_memory(held.model, [StageSize(s["width"], s["height"]) for s in stages],
+                               held.family.latent_factor, query["batch"], frames, held.vae,
+                               pixel_pivots=bool(query["pixel_pivots"]) and not upscale, encode_input=upscale,
+                               final_decode=upscale or bool(query["final_decode"]), decode_fix=decode_fix)
+    budget = query["memory_budget"]
+    free = int(budget * memory.GIB) if budget > 0 else memory.device_free_bytes()
+    device = comfy.model_management.get_torch_device()
+    warnings = []
+    for index, (stage, estimate) in enumerate(zip(stages, plan)):
+        stage["memory"] = estimate.as_dict(free)
+        if stage["memory"]["fits"] == "no":
+            label = ("input" if upscale else "base") if index == 0 else f"stage {index}"
+            warnings.append(f"{label} ({stage['width']}x{stage['height']}) will not fit: {stage['memory']['advice']}")
+    vae = ("VAE passes: the file's own VAE" if held.vae is not None
+           else "no VAE in the file: VAE passes not included (a separate VAE file is not read here)")
+    return {"free": free, "free_is": (f"memory_budget {budget:g} GiB" if budget > 0 else
+                                      f"free on {device} now, with what loaded models hold"),
+            "model": held.family.name, "dtype": str(held.model.model.get_dtype()).removeprefix("torch."),
+            "includes": f"ComfyUI's own estimates: sampling (CFG's doubled batch), weights; {vae}",
+            "warnings": warnings}
 
 
 def probe_folder(loader: str, file_name: str) -> Optional[str]:

@@ -123,12 +123,13 @@ class StageMemory:
         if verdict == "offloads":
             return (f"needs {gib(self.peak)} with the weights, {gib(free)} free: ComfyUI keeps part of the weights "
                     "off the device (slower)")
+        causes = []
         if self.sampling > free:
-            return (f"sampling needs {gib(self.sampling)} by ComfyUI's estimate, {gib(free)} free: choose a smaller "
-                    "target or fewer stages")
-        return (f"a VAE pass ({self.vae_what}) needs {gib(self.vae_pass)} by ComfyUI's estimate, {gib(free)} free "
-                f"(ComfyUI retries it tiled after running out of memory): {self.vae_fix}, a smaller target or fewer "
-                "stages")
+            causes.append(f"sampling needs {gib(self.sampling)} by ComfyUI's estimate")
+        if self.vae_pass > free:
+            causes.append(f"a VAE pass ({self.vae_what}) needs {gib(self.vae_pass)} (ComfyUI retries it tiled after "
+                          f"running out of memory: {self.vae_fix})")
+        return f"{'; '.join(causes)}; {gib(free)} free: choose a smaller target or fewer stages"
 
     def as_dict(self, free: int) -> dict:
         return {"sampling": self.sampling, "weights": self.weights, "vae": self.vae_pass,
@@ -137,14 +138,15 @@ class StageMemory:
 
 
 def stage_memory(model, stages: Sequence[StageSize], latent_factor: int, batch: int = 1, frames: int = 1, vae=None,
-                 pixel_pivots: bool = False, encode_input: bool = False, final_decode: bool = False
-                 ) -> list[StageMemory]:
+                 pixel_pivots: bool = False, encode_input: bool = False, final_decode: bool = False,
+                 decode_fix: Optional[str] = None) -> list[StageMemory]:
     """Each stage's ``StageMemory`` for ``model`` (a ModelPatcher, meta-device or loaded).
 
     VAE passes (``vae`` given): ``encode_input``: stage 0 encodes its image (Self-Cascade Upscale);
     ``pixel_pivots``: each later stage decodes the previous stage's latent and encodes its own size;
-    ``final_decode``: the last stage's latent is decoded (VAE Decode after the node). The host loads the
-    VAE per pass, so the largest pass of a stage counts, not their sum.
+    ``final_decode``: the last stage's latent is decoded (VAE Decode after the node; ``decode_fix`` says how
+    to shrink it, by default the tiled decode node). The host loads the VAE per pass, so the largest pass of
+    a stage counts, not their sum.
     """
     latent_format = model.get_model_object("latent_format")
     weights = weights_bytes(model)
@@ -161,7 +163,8 @@ def stage_memory(model, stages: Sequence[StageSize], latent_factor: int, batch: 
                 passes.append((f"pivot decode {stages[index - 1]}", decode_bytes(vae, shapes[index - 1]), pivot_fix))
                 passes.append((f"pivot encode {size}", encode_bytes(vae, size, batch * frames), pivot_fix))
             if index == len(stages) - 1 and final_decode:
-                passes.append((f"decode {size}", decode_bytes(vae, shapes[index]), f"use {TILED_DECODE_HINT}"))
+                passes.append((f"decode {size}", decode_bytes(vae, shapes[index]),
+                               decode_fix or f"use {TILED_DECODE_HINT}"))
         largest = max(passes, key=lambda item: item[1], default=("", 0, ""))
         out.append(StageMemory(sampling_bytes(model, shapes[index]), weights, largest[1], vae_weights if passes else 0,
                                ", ".join(words for words, _, _ in passes), largest[2]))

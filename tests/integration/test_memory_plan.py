@@ -71,6 +71,7 @@ def test_stage_passes_and_verdicts():
     vae_bound = memory.StageMemory(10, 10, vae_pass=100, vae_weights=1, vae_what="decode 4096x4096",
                                    vae_fix="use VAE Decode (Tiled)")
     assert vae_bound.verdict(50) == "no" and "use VAE Decode (Tiled)" in vae_bound.advice(50)
+    assert vae_bound.advice(50).startswith("a VAE pass (decode 4096x4096) needs") and "sampling" not in vae_bound.advice(50)
 
 
 def test_the_route_builds_the_model_and_vae_the_checkpoint_loader_would():
