@@ -83,7 +83,7 @@ class SelfCascadeKSampler(io.ComfyNode):
         stage_patch = adapter_stage_patch(model, upsampler_adapter, adapter_strength) if plan.cascade_stages else None
         run = CascadeRun(model, positive, negative, plan, family, settings, vae, stage_patch)
         latent, reports = run.run(latent_image)
-        report = "\n".join([*(r.line() for r in reports), *plan.notes, *filter(None, [family.assumption()])])
+        report = "\n".join([*(r.line() for r in reports), *plan.notes, *run.notes, *filter(None, [family.assumption()])])
         return io.NodeOutput(latent, ui=ui.PreviewText(report))
 
 

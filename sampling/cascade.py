@@ -29,6 +29,7 @@ import latent_preview
 
 from .families import Family
 from .latents import prepare_base_latent
+from .memory import PeakMeter
 from .pivot import upscale_pivot
 from .plan import CascadePlan
 from .schedule import pivot_sigmas, snr_of_sigma
@@ -72,12 +73,14 @@ class StageReport:
     k: Optional[float] = None  # None for the base stage, which starts from pure noise
     sigma: Optional[float] = None  # the sigma the pivot is re-noised to (the stage schedule's first)
     snr: Optional[float] = None  # its signal-to-noise ratio on this model's noise mixture
+    peak: str = ""  # the stage's measured peak memory in words (memory.PeakMeter); empty: not measured
 
     def line(self) -> str:
+        measured = f"; {self.peak}" if self.peak else ""
         if self.index == 0:
-            return f"base: {self.width}x{self.height}, {self.steps} steps, {self.seconds:.2f} s"
+            return f"base: {self.width}x{self.height}, {self.steps} steps, {self.seconds:.2f} s{measured}"
         return (f"stage {self.index}: {self.width}x{self.height}, K {self.k:.2f}, {self.steps} steps, "
-                f"{self.seconds:.2f} s; re-noised to sigma {self.sigma:.3g} (SNR {self.snr:.2g})")
+                f"{self.seconds:.2f} s; re-noised to sigma {self.sigma:.3g} (SNR {self.snr:.2g}){measured}")
 
 
 def stage_seed(seed: int, stage: int) -> int:
@@ -167,6 +170,12 @@ class CascadeRun:
         self.model_sampling = model.get_model_object("model_sampling")
         self.high_res_steps = sum(len(sigmas) - 1 for sigmas in self.sigmas_of_stage.values())
         self.progress: Optional[_Progress] = None
+        self.meter = PeakMeter(model.load_device)  # each stage's peak memory, for its report line
+
+    @property
+    def notes(self) -> list[str]:
+        """What the report should add about the run as a whole (peak memory that could not be measured)."""
+        return list(filter(None, [self.meter.unavailable_note]))
 
     def run(self, latent: dict) -> tuple[dict, list[StageReport]]:
         """Every stage of the plan from ``latent``; returns the final latent dict and one report per stage."""
@@ -175,6 +184,7 @@ class CascadeRun:
         samples = latent["samples"]
         check_latent(self.model, samples)
         self.progress = _Progress(self.model, s.steps + self.high_res_steps)
+        self.meter.start()
         started = time.perf_counter()
         noise = comfy.sample.prepare_noise(samples, s.seed, latent.get("batch_index"))
         with oom_named(0, base.width, base.height):
@@ -182,7 +192,8 @@ class CascadeRun:
                                           self.negative, samples, denoise=s.denoise, noise_mask=latent.get("noise_mask"),
                                           callback=self.progress.stage_callback(s.steps), disable_pbar=self.disable_pbar,
                                           seed=s.seed)
-        report = StageReport(0, base.width, base.height, s.steps, time.perf_counter() - started)
+        report = StageReport(0, base.width, base.height, s.steps, time.perf_counter() - started,
+                             peak=self.meter.words(self.meter.peak()))
         out, reports = self._high_res_stages({**latent, "samples": samples})
         return out, [report, *reports]
 
@@ -205,6 +216,7 @@ class CascadeRun:
         sampler = comfy.samplers.sampler_object(s.sampler_name)
         for index, size in enumerate(self.plan.stages[1:], start=1):
             comfy.model_management.throw_exception_if_processing_interrupted()
+            self.meter.start()
             started = time.perf_counter()
             pivot = samples
             upscaled = upscale_pivot(pivot, size, self.family.latent_factor, s.upscale_method, self.vae)
@@ -221,7 +233,8 @@ class CascadeRun:
                 self.stage_patch.after_stage(stage_model, index)
             sigma = float(sigmas[0])
             reports.append(StageReport(index, size.width, size.height, len(sigmas) - 1, time.perf_counter() - started,
-                                       s.k_of_stage(index), sigma, snr_of_sigma(self.model_sampling, sigma)))
+                                       s.k_of_stage(index), sigma, snr_of_sigma(self.model_sampling, sigma),
+                                       self.meter.words(self.meter.peak())))
 
         out = first_pivot.copy()
         out["samples"] = samples

@@ -222,4 +222,5 @@ def run_upscale(run: CascadeRun, vae, source: UpscaleSource, tile: str = "auto",
     out, stages = run.climb(latent)
     images, decoded = decode(vae, out, source.frames, tile, tile_size, video)
     return UpscaleResult(images, out, [encoded.line(), *(stage.line() for stage in stages), decoded.line(),
-                                       *run.plan.notes, *source.notes, *filter(None, [run.family.assumption()])])
+                                       *run.plan.notes, *source.notes, *run.notes,
+                                       *filter(None, [run.family.assumption()])])
