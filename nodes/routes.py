@@ -209,6 +209,7 @@ async def get_plan(request: web.Request) -> web.Response:
     loader, file_name = request.query.get("loader", ""), request.query.get("file", "")
     try:
         settings = limits.parse_query(request.query, PLAN_QUERY)
+        limits.check_sampling(settings["sampling"], settings["shift"])
         if not loader:
             return await answer_off_loop(lambda stop_check: plan_response(settings, stop_check))
         folder = probe_folder(loader, file_name)

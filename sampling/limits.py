@@ -133,6 +133,14 @@ K_AXIS = Choice("k_axis", "auto", ("auto", "percent", "snr"))
 SAMPLING = Choice("sampling", "", ("", "EPS", "V_PREDICTION", "V_PREDICTION_EDM", "EDM", "V_PREDICTION_CONTINUOUS",
                                    "FLOW", "FLUX"))
 SHIFT = Limit("shift", 0.0, 0.0, 100.0)
+# ModelSamplingFlux's shift is the log of such a time shift: at most log(100), as far as ModelSamplingSD3 goes
+FLUX_SHIFT = Limit("shift", 0.0, 0.0, math.log(SHIFT.high))
+
+
+def check_sampling(sampling: str, shift: float) -> None:
+    """A plan route's shift within its sampling's range (FLUX: the log-scale ``FLUX_SHIFT``)."""
+    if sampling == "FLUX":
+        FLUX_SHIFT.check(shift)
 
 # the Self-Cascade KSampler's cascade settings, checked again when it runs (a prompt's JSON may carry NaN)
 CASCADE = (STEPS, STAGE_STEPS, K, LATER_K, SCALE_BY, TARGET_WIDTH, TARGET_HEIGHT)

@@ -178,17 +178,19 @@ def pivot_sigmas(model_sampling, scheduler: str, steps: int, k: float, stage_ste
         if len(sigmas) < 2:
             raise ScheduleError(f"K = {k} with {steps} steps keeps no step; raise K or steps, or set stage_steps.")
         return sigmas
-    return _exact_count(cut, stage_steps, model_k, scheduler)
+    named = f"{k}" if model_k == k else f"{k} (on the snr axis: {model_k:.3f} of this model's time range)"
+    return _exact_count(cut, stage_steps, model_k, scheduler, named)
 
 
-def _exact_count(cut: Callable[[int], torch.Tensor], stage_steps: int, k: float, scheduler: str) -> torch.Tensor:
+def _exact_count(cut: Callable[[int], torch.Tensor], stage_steps: int, k: float, scheduler: str,
+                 named: str) -> torch.Tensor:
     """The cut of the schedule whose part below K has ``stage_steps`` steps, or the nearest count.
 
     The kept count grows with the total (ties and the odd dip of deduplicating schedulers aside) by
     about K per step, and a cut keeps at most its total. The first guess (``stage_steps / K``) lands
     for schedules uniform in t; otherwise the search walks from it by the missing count / K, doubling
     the stride until the count is bracketed, and bisects the bracket. Totals stay within
-    ``stage_steps - 1`` (too few, never computed) and ``MAX_STEPS``.
+    ``stage_steps - 1`` (too few, never computed) and ``MAX_STEPS``. ``named``: K as the user set it, for messages.
     """
     if stage_steps > MAX_STEPS:
         raise ScheduleError(f"stage_steps = {stage_steps}: at most {MAX_STEPS}.")
@@ -209,7 +211,7 @@ def _exact_count(cut: Callable[[int], torch.Tensor], stage_steps: int, k: float,
         short, stride = guess, stride_for(guess)
         while True:
             if short == MAX_STEPS:
-                raise ScheduleError(f"stage_steps = {stage_steps} below K = {k} needs a {scheduler} schedule of more "
+                raise ScheduleError(f"stage_steps = {stage_steps} below K = {named} needs a {scheduler} schedule of more "
                                     f"than {MAX_STEPS} steps (at {MAX_STEPS} steps it keeps {kept(MAX_STEPS)}); "
                                     "lower stage_steps or raise K.")
             probe = min(MAX_STEPS, short + stride)

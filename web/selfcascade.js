@@ -15,7 +15,8 @@ const PANEL = "cascade_plan";
 // Nodes that get a plan panel: the settings the plan depends on (sent to the route under the same
 // names), the input whose latent sets the base size (or, for the upscaler, whose image is the
 // encoded first pivot) and the input that carries the model.
-const CASCADE_SETTINGS = ["scale_by", "target_width", "target_height", "k", "later_k", "steps", "scheduler", "stage_steps"];
+const CASCADE_SETTINGS = ["scale_by", "target_width", "target_height", "k", "later_k", "steps", "scheduler", "stage_steps",
+  "k_axis"];
 const PANEL_NODES = {
   SelfCascadeKSampler: { settings: CASCADE_SETTINGS, latent: "latent_image", model: "model" },
   SelfCascadeUpscale: { settings: CASCADE_SETTINGS, image: "image", model: "model" },
@@ -32,6 +33,18 @@ const FAMILY_LOADERS = {
   UNETLoader: "unet_name", SelfCascadeDemoModel: null,
 };
 const ASSUMED_MULTIPLE = 8;
+// the host's sampling-shift nodes: the model sampling they give the model (a ModelType name, as the plan
+// route takes it) and how to read their shift from their widgets
+const SHIFT_NODES = {
+  ModelSamplingSD3: { sampling: "FLOW", shift: (w) => w.shift, max: 100 },
+  ModelSamplingAuraFlow: { sampling: "FLOW", shift: (w) => w.shift, max: 100 },
+  // ModelSamplingFlux's own formula: the (log) shift grows linearly with the image's area in 16 px patches
+  ModelSamplingFlux: {
+    sampling: "FLUX",
+    shift: (w) => w.base_shift + ((w.width * w.height) / 256 - 256) * ((w.max_shift - w.base_shift) / (4096 - 256)),
+    max: Math.log(100),
+  },
+}; // max: the plan route's bound (ModelSamplingSD3's maximum, for Flux its log)
 const BYPASS = 4; // LiteGraph's mode of a bypassed node
 const MAX_HOPS = 64; // bound on every upstream walk (links can loop through bypassed or virtual nodes)
 const DEBOUNCE_MS = 150;
@@ -138,21 +151,38 @@ function waitForPicture(loader) {
 }
 
 // The loader behind the model input, through MODEL pass-through nodes (LoRA loaders, ModelSampling*,
-// model patches: each followed by its MODEL input): {loader, file}, or null when none is known.
+// model patches: each followed by its MODEL input): {loader, file, shift}, or null when no loader is
+// known; `shift` ({sampling, shift} or null) is the sampling-shift node nearest the sampler, the one
+// whose model sampling the sampler gets (also given without a known loader).
 function modelLoader(node, spec, path) {
-  let [current, currentPath] = [node, path];
+  let [current, currentPath, shift] = [node, path, null];
   let slot = current.inputs?.findIndex((input) => input.name === spec.model) ?? -1;
   for (let hop = 0; hop < MAX_HOPS && slot >= 0; hop++) {
     const from = source(current, slot, currentPath);
-    if (!from?.node) return null;
+    if (!from?.node) break;
     if (from.node.type in FAMILY_LOADERS) {
       const fileWidget = FAMILY_LOADERS[from.node.type];
-      return { loader: from.node.type, file: fileWidget ? settingValue(from.node, fileWidget, from.path) : null };
+      return { loader: from.node.type, file: fileWidget ? settingValue(from.node, fileWidget, from.path) : null, shift };
     }
+    if (!shift && from.node.type in SHIFT_NODES) shift = shiftOf(from.node, from.path);
     [current, currentPath] = [from.node, from.path];
     slot = current.inputs?.findIndex((input) => input.type === "MODEL") ?? -1;
   }
-  return null;
+  return shift ? { loader: null, file: null, shift } : null;
+}
+
+function shiftOf(node, path) {
+  const rule = SHIFT_NODES[node.type];
+  const widgets = Object.fromEntries((node.widgets ?? []).map((w) => [w.name, Number(settingValue(node, w.name, path))]));
+  const shift = rule.shift(widgets);
+  // outside the route's bounds (or unreadable): the plan falls back to SD's schedule and says so
+  return Number.isFinite(shift) && shift > 0 && shift <= rule.max ? { sampling: rule.sampling, shift } : null;
+}
+
+// The model sampling to plan with: a shift node's, else the family's own (null: not known).
+function samplingOf(loader, family) {
+  if (loader?.shift) return loader.shift;
+  return family?.sampling ? { sampling: family.sampling, shift: family.shift ?? 0 } : null;
 }
 
 // ---- the model's family, asked once per (loader, file) ------------------------------------------
@@ -160,7 +190,7 @@ function modelLoader(node, spec, path) {
 const families = new Map(); // "loader|file" -> Promise of the route's answer, null when not known
 
 function familyOf(loader) {
-  if (!loader || (FAMILY_LOADERS[loader.loader] && !loader.file)) return Promise.resolve(null);
+  if (!loader?.loader || (FAMILY_LOADERS[loader.loader] && !loader.file)) return Promise.resolve(null);
   const key = `${loader.loader}|${loader.file ?? ""}`;
   if (!families.has(key)) {
     const query = new URLSearchParams({ loader: loader.loader, ...(loader.file ? { file: loader.file } : {}) });
@@ -185,6 +215,8 @@ function stageLine(label, stage, upscale) {
   if (stage.width) columns.push(`${stage.width}x${stage.height}`);
   if (stage.k != null) columns.push(`K ${stage.k.toFixed(2)}`);
   columns.push(stage.k == null && upscale ? "(encoded)" : `${stage.steps} steps`); // the upscaler's input is encoded
+  // where the stage re-noises its pivot, for the connected model (the route knows its sampling)
+  if (stage.sigma != null) columns.push(`sigma ${stage.sigma.toPrecision(3)}  SNR ${stage.snr.toPrecision(2)}`);
   return `  ${label.padEnd(7)}  ${columns.join("  ")}`;
 }
 
@@ -226,7 +258,8 @@ function addPanel(node, spec) {
   panel.refresh = async (path, uses) => {
     const ticket = ++state.latest;
     const base = baseSize(node, spec, path);
-    const family = await familyOf(modelLoader(node, spec, path));
+    const loader = modelLoader(node, spec, path);
+    const family = await familyOf(loader);
     if (ticket !== state.latest) return;
     const query = new URLSearchParams();
     if (base.width && base.height) {
@@ -239,6 +272,11 @@ function addPanel(node, spec) {
     }
     query.set("multiple", family?.size_multiple ?? ASSUMED_MULTIPLE);
     if (spec.image) query.set("upscale", 1);
+    const sampling = samplingOf(loader, family);
+    if (sampling) {
+      query.set("sampling", sampling.sampling);
+      query.set("shift", sampling.shift);
+    }
     const notes = [];
     if (!family) notes.push(`model family unknown here: planned in multiples of ${ASSUMED_MULTIPLE} px; `
       + "the run uses the model's own (Flux, SD3, Wan: 16)");

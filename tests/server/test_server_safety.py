@@ -152,6 +152,12 @@ BASE = {"base_width": "512", "base_height": "512"}
     ({"steps": "9" * 4000}, "is too long for a number; choose 1 to 10000."),
     ({"k": "1e-300", "stage_steps": "1"}, "k = 1e-300 is outside its limits; choose 0.01 to 1.0."),
     ({"scheduler": "x" * 5000}, "scheduler is 5000 characters long; names have at most 64."),
+    ({**BASE, "steps": "10000", "k_axis": "snr", "sampling": "FLOW", "shift": "8", "scale_by": "4", "k": "0.95",
+      "later_k": "0.9"}, None),  # the model's own schedule, cut on the snr axis (a bisection per K)
+    ({"k_axis": "x" * 5000}, "is not an option; choose one of auto, percent, snr."),
+    ({"sampling": "x" * 5000}, "is not an option; choose one of , EPS, V_PREDICTION"),
+    ({"sampling": "FLOW", "shift": "1e308"}, "shift = 1e+308 is outside its limits; choose 0.0 to 100.0."),
+    ({"sampling": "FLUX", "shift": "5"}, "shift = 5.0 is outside its limits; choose 0.0 to 4.6"),
 ])
 def test_plan_route_probes_answer_without_holding_the_server(comfy, report, query, expected):
     with StatsPoller(comfy.url) as poller:
