@@ -33,6 +33,9 @@ const FAMILY_LOADERS = {
   UNETLoader: "unet_name", SelfCascadeDemoModel: null,
 };
 const ASSUMED_MULTIPLE = 8;
+// the memory plan: a frontend setting to plan for another device (GiB; 0: the server device's free memory)
+const MEMORY_BUDGET_SETTING = "SelfCascade.MemoryBudgetGiB";
+const DECODERS = ["VAEDecode"]; // nodes after the sampler whose whole-image decode the plan counts (not the tiled one)
 // the host's sampling-shift nodes: the model sampling they give the model (a ModelType name, as the plan
 // route takes it) and how to read their shift from their widgets
 const SHIFT_NODES = {
@@ -207,6 +210,56 @@ function familyOf(loader) {
   return families.get(key);
 }
 
+// ---- the memory plan: what the route needs to estimate each stage's memory ----------------------
+
+// The settings the plan route's memory plan takes: the model's loader and file, the latent's batch and
+// video length (where its node says them), whether the pivots go through the VAE (the vae input) and
+// whether the result is decoded whole (a VAE Decode right after the node), and a device budget.
+function memoryQuery(node, spec, path) {
+  const loader = modelLoader(node, spec, path);
+  if (!loader?.loader || (FAMILY_LOADERS[loader.loader] && !loader.file)) return {};
+  const query = { loader: loader.loader, ...(loader.file ? { file: loader.file } : {}) };
+  const latentSlot = spec.latent ? node.inputs?.findIndex((input) => input.name === spec.latent) ?? -1 : -1;
+  const latent = latentSlot >= 0 ? source(node, latentSlot, path) : null;
+  for (const [widget, name] of [["batch_size", "batch"], ["length", "length"]]) {
+    const value = latent?.node ? Number(settingValue(latent.node, widget, latent.path)) : NaN;
+    if (Number.isInteger(value) && value > 0) query[name] = value;
+  }
+  if (!spec.image) {
+    const vaeSlot = node.inputs?.findIndex((input) => input.name === "vae") ?? -1;
+    if (connected(node, vaeSlot)) query.pixel_pivots = 1;
+    if (decodedAfter(node)) query.final_decode = 1;
+  }
+  const budget = Number(app.extensionManager?.setting?.get(MEMORY_BUDGET_SETTING) ?? 0);
+  if (budget > 0) query.memory_budget = budget;
+  return query;
+}
+
+// Whether a whole-image VAE Decode takes the node's output (in the node's own graph).
+function decodedAfter(node) {
+  return (node.outputs?.[0]?.links ?? []).some((id) => {
+    const link = node.graph.getLink(id);
+    return DECODERS.includes(link && node.graph.getNodeById(link.target_id)?.type);
+  });
+}
+
+function gib(bytes) {
+  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+// A stage's memory column: its need by ComfyUI's estimate and whether it fits.
+function memoryColumn(memory) {
+  const verdict = { fits: "fits", offloads: "offloads weights", no: "⚠ won't fit" }[memory.fits] ?? memory.fits;
+  return `${gib(memory.peak)} ${verdict}`;
+}
+
+function memoryLines(memory) {
+  if (!memory) return [];
+  if (memory.error) return [`  memory: ${memory.error}`];
+  return [`  memory: ${memory.includes}; ${memory.model}, ${memory.dtype}; against ${gib(memory.free)} `
+    + `(${memory.free_is})`, ...memory.warnings.map((warning) => `  ⚠ ${warning}`)];
+}
+
 // ---- the panel ----------------------------------------------------------------------------------
 
 // One line per stage of the route's answer: a label, then the stage's own columns (size, K, steps).
@@ -217,6 +270,7 @@ function stageLine(label, stage, upscale) {
   columns.push(stage.k == null && upscale ? "(encoded)" : `${stage.steps} steps`); // the upscaler's input is encoded
   // where the stage re-noises its pivot, for the connected model (the route knows its sampling)
   if (stage.sigma != null) columns.push(`sigma ${stage.sigma.toPrecision(3)}  SNR ${stage.snr.toPrecision(2)}`);
+  if (stage.memory) columns.push(memoryColumn(stage.memory));
   return `  ${label.padEnd(7)}  ${columns.join("  ")}`;
 }
 
@@ -230,6 +284,7 @@ function planText(answer, baseFrom, family, notes, upscale) {
     lines.push(`  ${base.padEnd(7)}  ${baseFrom} (sizes planned at run time)`);
     answer.high_res.forEach((stage, index) => lines.push(stageLine(index === 0 ? "stage 1" : "later stages", stage, upscale)));
   }
+  lines.push(...memoryLines(answer.memory));
   return [...lines, ...[...answer.notes, ...notes].map((note) => `  note: ${note}`)].join("\n");
 }
 
@@ -245,7 +300,7 @@ function addPanel(node, spec) {
   report.style.marginTop = "6px";
 
   // key: the query shown or being asked; latest, asked: the newest refresh and plan request (older ones give way)
-  const state = { key: null, error: null, latest: 0, asked: 0 };
+  const state = { key: null, error: null, memoryWarnings: [], latest: 0, asked: 0 };
   const panel = node.addDOMWidget(PANEL, "selfcascade-plan", element, {
     serialize: false, // shown, never saved nor sent: the routes and the run fill it
     getValue: () => [plan.textContent, report.textContent].filter(Boolean).join("\n"),
@@ -272,6 +327,7 @@ function addPanel(node, spec) {
     }
     query.set("multiple", family?.size_multiple ?? ASSUMED_MULTIPLE);
     if (spec.image) query.set("upscale", 1);
+    for (const [name, value] of Object.entries(memoryQuery(node, spec, path))) query.set(name, value);
     const sampling = samplingOf(loader, family);
     if (sampling) {
       query.set("sampling", sampling.sampling);
@@ -293,17 +349,24 @@ function addPanel(node, spec) {
     }
     if (request !== state.asked) return; // the settings changed while this answer was on its way
     state.error = answer.error ?? null;
+    state.memoryWarnings = answer.memory?.warnings ?? [];
     plan.textContent = planText(answer, base.from, family, notes, Boolean(spec.image));
     element.title = answer.schedule ?? "";
   };
 
   // the frontend calls this on every widget right before it queues the prompt
   panel.beforeQueued = () => {
-    if (!state.error) return;
-    app.extensionManager.toast.add({
-      severity: "warn", summary: `${node.title} #${node.id}: the cascade cannot be planned`,
-      detail: state.error, life: 10000,
-    });
+    if (state.error) {
+      app.extensionManager.toast.add({
+        severity: "warn", summary: `${node.title} #${node.id}: the cascade cannot be planned`,
+        detail: state.error, life: 10000,
+      });
+    } else if (state.memoryWarnings.length) {
+      app.extensionManager.toast.add({
+        severity: "warn", summary: `${node.title} #${node.id}: a stage will not fit in memory`,
+        detail: state.memoryWarnings.join("\n"), life: 10000,
+      });
+    }
   };
 
   panel.showReport = (text) => {
@@ -358,6 +421,12 @@ function refreshAfter(node, method) {
 
 app.registerExtension({
   name: "selfcascade.plan",
+
+  settings: [{
+    id: MEMORY_BUDGET_SETTING, category: ["Self-Cascade", "Memory plan", "Budget"], type: "number", defaultValue: 0,
+    name: "Plan memory for a device of this many GiB (0: the server device's free memory)",
+    attrs: { min: 0, max: 1000000, step: 1 }, onChange: () => scheduleRefresh(),
+  }],
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const spec = PANEL_NODES[nodeData.name];
