@@ -195,6 +195,27 @@ def training_throughput() -> str:
             f"{', '.join(parts)}.\n")
 
 
+# the memory plan: ComfyUI's own estimates per stage (benchmarks/results/memory-plan.json)
+
+@block("performance-memory")
+def memory_plan() -> str:
+    run = load(RESULTS / "memory-plan.json")
+    info, rows = run["info"], run["rows"]
+    formula = ("its flash-attention formula" if info["flash_attention_formula"] else
+               "its formula for devices without flash attention (a CPU's, with fp32 weights); on an NVIDIA GPU with "
+               "PyTorch attention ComfyUI uses a smaller formula and half precision, so there these are upper bounds")
+    lines = [f"ComfyUI's own estimates (`{info['command']}`) on `{info['device']}`, by {formula}. Full-size models on "
+             "the meta device (no weights): the sampling figure is `estimate_memory` for one stage's latent (batch 1, "
+             "doubled for CFG as the host's sampler does), weights are the model's size at the dtype ComfyUI picks "
+             "for this device, the VAE decode is the family VAE's `memory_used_decode` of that latent. The plan "
+             "panel shows the same figures per stage for the connected model against the free memory.", "",
+             "| model | px | sampling GiB | weights GiB (dtype) | VAE decode GiB |", "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['model']} | {row['side']}² | {row['sampling_bytes'] / 2**30:.2f} | "
+                     f"{row['weights_bytes'] / 2**30:.2f} ({row['dtype']}) | {row['vae_decode_bytes'] / 2**30:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 # what the first command costs
 
 @block("provisioning")
