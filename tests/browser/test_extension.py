@@ -274,3 +274,28 @@ def test_a_flux_checkpoint_is_planned_in_its_familys_multiple_of_16(page):
     assert "stage 1  1008x1008" in plan or "stage 1  992x992" in plan, plan  # 1000 is no multiple of 16
     plans = [parse_qs(urlparse(route).query) for route in page.helper("requests") if route.startswith("/selfcascade/plan")]
     assert plans[-1]["multiple"] == ["16"]
+
+
+def test_a_shift_node_plans_on_the_models_own_schedule_and_shows_sigma_and_snr(page, browser_server):
+    page.helper("watchRequests")
+    page.helper("build", {"nodes": [
+        {"key": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": f"shift_{uuid.uuid4().hex[:8]}.sft"}},
+        {"key": "shift", "type": "ModelSamplingSD3", "widgets": {"shift": 8.0}, "links": {"model": ["ckpt", "MODEL"]}},
+        {"key": "text", "type": "CLIPTextEncode", "links": {"clip": ["ckpt", "CLIP"]}},
+        {"key": "latent", "type": "EmptyLatentImage", "widgets": {"width": 512, "height": 512}},
+        {"key": "sampler", "type": "SelfCascadeKSampler", "widgets": {"steps": 30, "k_axis": "snr"},
+         "links": {"model": ["shift", "MODEL"], "positive": ["text", 0], "negative": ["text", 0],
+                   "latent_image": ["latent", 0]}},
+    ]})
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    plan = panel_when(page, sampler, "SNR")
+    asked = [parse_qs(urlparse(route).query) for route in page.helper("requests") if route.startswith("/selfcascade/plan")]
+    assert asked[-1]["sampling"] == ["FLOW"] and asked[-1]["shift"] == ["8"] and asked[-1]["k_axis"] == ["snr"]
+    answer = requests.get(f"{browser_server.url}/selfcascade/plan", params={k: v[0] for k, v in asked[-1].items()},
+                          timeout=30).json()
+    stage = answer["stages"][1]
+    line = next(line for line in plan.splitlines() if line.strip().startswith("stage 1"))
+    assert f"{stage['steps']} steps  sigma " in line, plan
+    sigma, snr = float(line.split("sigma ")[1].split()[0]), float(line.split("SNR ")[1].split()[0])
+    assert abs(sigma - stage["sigma"]) < 0.005 and abs(snr - stage["snr"]) < 0.01 * stage["snr"] + 1e-3
+    assert 0.08 < snr < 0.12  # near the paper's 0.090 at K 0.7 at Wan's shift 8 (the percent axis: 0.003)

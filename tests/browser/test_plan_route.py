@@ -67,3 +67,19 @@ def test_route_passes_on_the_planners_and_the_schedules_errors(browser_server):
 
 def test_registering_without_a_server_does_nothing():
     assert register_routes() is False  # in-process, as in unit tests: importing the pack must not fail
+
+
+def test_route_plans_on_a_known_model_sampling_with_sigma_and_snr_per_stage(browser_server):
+    from selfcascade.sampling.schedule import host_model_sampling, snr_of_sigma
+
+    wan = host_model_sampling("FLOW", 8.0)
+    for axis in ("percent", "snr"):
+        answer = plan(browser_server.url, base_width=512, base_height=512, scale_by=4, steps=30, k=0.7, later_k=0.5,
+                      k_axis=axis, sampling="FLOW", shift=8)
+        for stage, k in zip(answer["stages"][1:], (0.7, 0.5)):
+            sigmas = pivot_sigmas(wan, "normal", 30, k, axis=axis)
+            assert (stage["steps"], stage["sigma"]) == (len(sigmas) - 1, float(sigmas[0]))
+            assert stage["snr"] == snr_of_sigma(wan, float(sigmas[0]))
+        assert answer["k_axis"] == axis and "FLOW schedule at shift 8" in answer["schedule"]
+    unknown = plan(browser_server.url, base_width=512, base_height=512, k_axis="snr")
+    assert "sigma" not in unknown["stages"][1] and "no model is known" in unknown["schedule"]
