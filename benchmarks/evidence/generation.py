@@ -39,15 +39,17 @@ class Method:
     k: float = 0.0  # cascade: K of the first high-resolution stage
     later_k: float = 0.0  # cascade: K of the second and later stages (0: the same as k)
     adapter: bool = False  # cascade: a lite upsampler adapter in every high-resolution stage
+    k_axis: str = "percent"  # cascade: what K measures (the nodes' k_axis); percent: every committed row's
 
     @property
     def key(self) -> str:
-        """Stable name in results.json, e.g. ``hires-0.5``, ``cascade-0.7-0.4``, ``adapter-0.7``."""
+        """Stable name in results.json, e.g. ``hires-0.5``, ``cascade-0.7-0.4``, ``adapter-0.7``, ``cascade-0.7-snr``."""
         if self.kind == HIRES:
             return f"hires-{self.denoise:g}"
         if self.kind == CASCADE:
             later = f"-{self.later_k:g}" if self.later_k else ""
-            return f"{'adapter' if self.adapter else 'cascade'}-{self.k:g}{later}"
+            axis = "" if self.k_axis == "percent" else f"-{self.k_axis}"
+            return f"{'adapter' if self.adapter else 'cascade'}-{self.k:g}{later}{axis}"
         return self.kind
 
     @property
@@ -55,7 +57,8 @@ class Method:
         if self.kind == HIRES:
             return f"Hires fix, denoise {self.denoise:g}"
         if self.kind == CASCADE:
-            ks = f"K {self.k:g}" + (f" then {self.later_k:g}" if self.later_k else "")
+            ks = (f"K {self.k:g}" + (f" then {self.later_k:g}" if self.later_k else "")
+                  + ("" if self.k_axis == "percent" else f" on the {self.k_axis} axis"))
             return f"Self-Cascade + lite adapter, {ks}" if self.adapter else f"Self-Cascade, {ks}"
         return {NATIVE: "Base model at its native size", DIRECT: "Direct inference",
                 UPSCALE: "Plain upscale (bicubic)"}[self.kind]
@@ -174,7 +177,8 @@ class DemoModel:
         def with_adapter(stage_model, pivot, index):
             """Each stage gets the adapter trained at its own size."""
             return apply_upsampler_adapter(stage_model, self.adapter(files[plan.stages[index].width]), pivot)
-        settings = CascadeSettings(batch.seed, s.steps, s.cfg, s.sampler, s.scheduler, method.k, later_k=method.later_k)
+        settings = CascadeSettings(batch.seed, s.steps, s.cfg, s.sampler, s.scheduler, method.k, later_k=method.later_k,
+                                   k_axis=method.k_axis)
         run = CascadeRun(self.model, self.positive(batch.count), self.negative, plan, self.family, settings,
                          stage_patch=with_adapter if method.adapter else None, console_bar=False)
         latent, reports = run.run({"samples": empty(batch.images, native)})

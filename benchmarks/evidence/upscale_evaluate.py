@@ -98,13 +98,15 @@ class RowSpec:
     scale: int  # per side: 2 is 4x area, 4 is 16x
     method: str
     k: Optional[float] = None  # first-stage K of the Self-Cascade rows
+    k_axis: str = "percent"  # what K measures (the node's k_axis); percent: every committed row's
 
     @property
     def size(self) -> int:
         return disc_family.NATIVE_SIZE * self.scale
 
     def label(self) -> str:
-        return LABELS[self.method] + (f", K {self.k:.1f}" if self.k is not None else "")
+        axis = "" if self.k_axis == "percent" else f" on the {self.k_axis} axis"
+        return LABELS[self.method] + (f", K {self.k:.1f}{axis}" if self.k is not None else "")
 
 
 def row_specs(s: UpscaleEvalSettings) -> list[RowSpec]:
@@ -179,7 +181,7 @@ def _upscale_group(spec: RowSpec, s: UpscaleEvalSettings, images: torch.Tensor, 
 
         def stage_patch(stage_model, pivot, index):
             return apply_upsampler_adapter(stage_model, by_stage[index], pivot)
-    settings = CascadeSettings(seed, s.steps, s.cfg, s.sampler, s.scheduler, spec.k)
+    settings = CascadeSettings(seed, s.steps, s.cfg, s.sampler, s.scheduler, spec.k, k_axis=spec.k_axis)
     source = prepare_upscale(model, vae, pixels, _worker["family"], 0.0, spec.size, spec.size)
     run = CascadeRun(model, positive, negative, source.plan, _worker["family"], settings, stage_patch=stage_patch,
                      console_bar=False)
