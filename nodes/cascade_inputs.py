@@ -18,7 +18,8 @@ from .api import UpsamplerAdapter, io
 
 K_TOOLTIP = ("K: where each high-resolution stage starts, as a fraction of the model's time range (the pivot is "
              "re-noised to t = K). 0.7 is the paper's t = 700 of 1000 (35 of 50 steps). Lower keeps more of the pivot; "
-             "higher lets the model repaint more (and risks repeated objects).")
+             "higher lets the model repaint more (and risks repeated objects). k_axis says how K is read on flow "
+             "models (Flux, SD3, Wan).")
 
 K_AXIS_TOOLTIP = ("What K measures. percent: a fraction of the scheduler's steps (K 0.7 keeps the last 70% of them). "
                   "snr: how noisy the re-noised pivot is, as a signal-to-noise ratio (signal over noise; lower is "

@@ -20,7 +20,8 @@ WORDING = Wording(
                   "larger than the image runs one pass at the target size."),
     k=("K of the first stage: how much of your image may change, as a fraction of the model's time range (the "
        "encoded image is re-noised to t = K). Lower keeps the image (composition, object count, colours) and adds "
-       "less detail; higher repaints more and may move or repeat objects."),
+       "less detail; higher repaints more and may move or repeat objects. k_axis says how K is read on flow models "
+       "(Flux, SD3, Wan)."),
     later_k=("K of the second and later stages; 0 uses k for every stage. They start from a pivot the model already "
              "drew at twice the input's size."),
     upscale_method="How each pivot is upsampled (paper: bilinear; official code: bicubic).",

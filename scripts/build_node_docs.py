@@ -25,8 +25,9 @@ MODEL_FILES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".sft")  # a comb
 USAGE = {
     "SelfCascadeKSampler": (
         "Use it where a KSampler would go. The node's panel lists the planned stages (size and steps) as you "
-        "edit, and after a run the size, steps and seconds of each stage. Each stage is at most 2x per side; "
-        "a 4x target runs two stages. Start from the model's native size (Self-Cascade Base Latent does it for "
+        "edit (with a ModelSampling shift node or a known checkpoint also the sigma and SNR each stage re-noises "
+        "its pivot to), and after a run the size, steps, seconds, sigma and SNR of each stage. Each stage is at most "
+        "2x per side; a 4x target runs two stages. Start from the model's native size (Self-Cascade Base Latent does it for "
         "you): SD1.5 512x512, SDXL and Flux 1024x1024, Wan 2.1 832x480.\n\n"
         "K (the k input) is the main dial: 0.7 is the paper's default; lower it (0.5-0.6) when details "
         "repeat or the image drifts from the base, raise it (0.8) for more new detail. later_k gives the second "
