@@ -274,6 +274,8 @@ def test_a_flux_checkpoint_is_planned_in_its_familys_multiple_of_16(page):
     assert "stage 1  1008x1008" in plan or "stage 1  992x992" in plan, plan  # 1000 is no multiple of 16
     plans = [parse_qs(urlparse(route).query) for route in page.helper("requests") if route.startswith("/selfcascade/plan")]
     assert plans[-1]["multiple"] == ["16"]
+    # the family route's sampling: the tiny flux is read as Flux schnell (shift 1), so the plan is on its schedule
+    assert (plans[-1]["sampling"], plans[-1]["shift"]) == (["FLUX"], ["1"]) and "  sigma " in plan
 
 
 def test_a_shift_node_plans_on_the_models_own_schedule_and_shows_sigma_and_snr(page, browser_server):
