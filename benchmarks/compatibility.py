@@ -3,7 +3,7 @@
     python3 benchmarks/compatibility.py                                   # the test host in .host/
     python3 benchmarks/compatibility.py --comfyui ~/ComfyUI --python ~/ComfyUI/venv/bin/python
 
-Runs ``scripts/test.sh`` (the README's test command) on the committed HEAD of this checkout with
+Runs ``scripts/test.sh`` (the README's test command) in this checkout (a clean clone tests exactly a commit) with
 ``COMFYUI_PATH``/``COMFYUI_PYTHON`` set for a host other than the test host
 (``scripts/provision_newer_host.py`` makes one from any ComfyUI tree), reads pytest's JUnit report,
 and writes one entry per host version into ``benchmarks/results/compatibility.json``: the host's

@@ -229,6 +229,19 @@ def provisioning() -> str:
             "Later runs reuse it.\n")
 
 
+# which hosts the suite has run on
+
+@block("compatibility")
+def compatibility() -> str:
+    runs = load(RESULTS / "compatibility.json")["runs"]
+    lines = ["| ComfyUI | frontend | what ran | result | date |", "|---|---|---|---|---|"]
+    for run in runs:
+        result = f"{run['passed']} passed, {run['failed']} failed, {run['errors']} errors, {run['skipped']} skipped"
+        lines.append(f"| {run['host']} | {run['frontend']} | {run['what']}, commit `{run['commit']}` "
+                     f"(`{run['measured_by']}`) | {result} | {run['date']} |")
+    return "\n".join(lines) + "\n"
+
+
 # Self-Cascade Upscale on the demo model: what it keeps of the input, first-stage K, colour
 
 UPSCALE_RESULTS = REPO / "benchmarks" / "evidence" / "upscale_results.json"
