@@ -15,6 +15,7 @@ import dataclasses
 
 import torch
 
+import comfy.ldm.chroma_radiance.model
 import comfy.ldm.flux.model
 import comfy.model_base
 import comfy.model_management
@@ -33,6 +34,19 @@ CHROMA_RADIANCE_CONFIG = {
     "patch_size": 16, "qkv_bias": True, "in_dim": 64, "out_dim": 64, "hidden_dim": 64, "n_layers": 1,
     "nerf_hidden_size": 16, "nerf_mlp_ratio": 2, "nerf_depth": 1, "nerf_max_freqs": 8, "nerf_tile_size": 0,
     "nerf_final_head_type": "conv", "nerf_embedder_dtype": torch.float32}
+
+
+def _host_fields(config: dict, params_class: type, newer: dict) -> dict:
+    """``config`` plus those of ``newer``'s fields the host's ``params_class`` dataclass requires (a newer
+    host's detection sets them; an older host's dataclass would refuse them)."""
+    fields = {field.name for field in dataclasses.fields(params_class)}
+    return {**config, **{name: value for name, value in newer.items() if name in fields}}
+
+
+# ComfyUI 0.33's detection of a ChromaRadiance file without __x0__ / __sequential__ markers or vector_in
+CHROMA_RADIANCE_CONFIG = _host_fields(CHROMA_RADIANCE_CONFIG, comfy.ldm.chroma_radiance.model.ChromaRadianceParams,
+                                      {"txt_ids_dims": [], "vec_in_dim": None, "use_x0": False,
+                                       "use_sequential_txt_ids": False})
 
 _UNET_COMMON = {
     "use_checkpoint": False,
@@ -77,8 +91,7 @@ def _unet_config(family: str) -> tuple[type, dict, comfy.model_base.ModelType]:
 def _flux_params(config: dict, txt_ids_dims: list) -> dict:
     """``config`` with the fields a newer host's ``FluxParams`` requires, as its detection sets them
     (ComfyUI 0.33: ``txt_ids_dims``, [] for Flux and [3] for Flux.2)."""
-    fields = {field.name for field in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
-    return {**config, "txt_ids_dims": txt_ids_dims} if "txt_ids_dims" in fields else config
+    return _host_fields(config, comfy.ldm.flux.model.FluxParams, {"txt_ids_dims": txt_ids_dims})
 
 
 def _dit_config(family: str) -> tuple[type, dict]:
