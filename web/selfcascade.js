@@ -235,12 +235,10 @@ function memoryQuery(node, spec, path) {
   return query;
 }
 
-// Whether a whole-image VAE Decode takes the node's output (in the node's own graph).
+// Whether a whole-image VAE Decode takes the node's output (in the node's own graph), read through the
+// node's accessor (newer frontends deprecate reading `output.links`; LiteGraph has always had it).
 function decodedAfter(node) {
-  return (node.outputs?.[0]?.links ?? []).some((id) => {
-    const link = node.graph.getLink(id);
-    return DECODERS.includes(link && node.graph.getNodeById(link.target_id)?.type);
-  });
+  return (node.getOutputNodes?.(0) ?? []).some((target) => DECODERS.includes(target?.type));
 }
 
 function gib(bytes) {

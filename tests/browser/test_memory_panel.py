@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from frontend import EVERY_FRONTEND
 from test_extension import panel_when
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
@@ -34,6 +35,7 @@ def stage_line(plan: str, start: str) -> str:
     return next(line for line in plan.splitlines() if line.startswith(start))
 
 
+@EVERY_FRONTEND
 def test_the_panel_shows_each_stages_memory_and_warns_before_queueing_when_one_will_not_fit(page, browsers):
     checkpoint = Path(browsers._model_paths["checkpoints"]) / SD15
     if not checkpoint.exists():
@@ -76,12 +78,14 @@ def test_the_panel_shows_each_stages_memory_and_warns_before_queueing_when_one_w
         set_budget(page, 0)
 
 
+@EVERY_FRONTEND
 def test_the_run_report_shows_each_stages_measured_peak(page):
     page.helper("build", {"nodes": [
         {"key": "model", "type": "TinyModelLoader", "widgets": {"family": "sd15"}},
         {"key": "cond", "type": "TinyConditioning", "widgets": {"family": "sd15"}},
         {"key": "latent", "type": "EmptyLatentImage", "widgets": {"width": 64, "height": 64}},
-        {"key": "sampler", "type": "SelfCascadeKSampler", "widgets": {"steps": 2, "scale_by": 2},
+        {"key": "sampler", "type": "SelfCascadeKSampler",  # a new seed: not an earlier variant's cached result
+         "widgets": {"steps": 2, "scale_by": 2, "seed": time.time_ns() % 2**32},
          "links": {"model": ["model", 0], "positive": ["cond", 0], "negative": ["cond", 0],
                    "latent_image": ["latent", 0]}},
         {"key": "save", "type": "SaveLatent", "links": {"samples": ["sampler", 0]}},
