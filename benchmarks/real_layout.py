@@ -4,7 +4,7 @@ Why: no real checkpoint can be downloaded here, but users load full checkpoints 
 CheckpointLoaderSimple, and costs depend on real widths. These files are what ComfyUI's own loader
 reads and detects as SD1.5 / SDXL: the shapes come from the host's classes (``comfy.supported_models``
 configs, their ``clip_target()`` text encoders, the SD ``AutoencoderKL``) built on the meta device,
-and the keys from the host's own saving path (``BaseModel.state_dict_for_saving``: ``model.diffusion_model.*``,
+and the keys from the host's own saving path (``BaseModel.state_dict_for_saving``, see ``checkpoint_state_dict``: ``model.diffusion_model.*``,
 ``cond_stage_model.*`` / ``conditioner.embedders.*``, ``first_stage_model.*``). The official
 ``upsampler_only.pth`` is our ``official-sdxl`` module's state dict under the released key names.
 
@@ -68,7 +68,22 @@ def checkpoint_layout(family: str) -> dict[str, torch.Tensor]:
     text_encoder = target.clip(**{**target.params, "dtype": torch.float16, "device": meta, "model_options": {}})
     with meta:
         vae = AutoencoderKL(**FULL_VAE["params"])
-    return model.state_dict_for_saving(text_encoder.state_dict(), vae.state_dict())
+    return checkpoint_state_dict(model, text_encoder.state_dict(), vae.state_dict())
+
+
+def checkpoint_state_dict(model, clip_state_dict: dict | None = None,
+                          vae_state_dict: dict | None = None) -> dict[str, torch.Tensor]:
+    """A ``comfy.model_base.BaseModel``'s checkpoint keys through the host's own ``state_dict_for_saving``.
+
+    Why: ComfyUI up to 0.3.x reads the UNet's weights itself (``state_dict_for_saving(clip, vae)``);
+    newer hosts (0.33) take them as a first ``unet_state_dict`` argument, which their ``ModelPatcher``
+    fills. A bare model (meta tensors, no patcher) passes its own ``diffusion_model.state_dict()``.
+    """
+    import inspect
+
+    if "unet_state_dict" in inspect.signature(model.state_dict_for_saving).parameters:
+        return model.state_dict_for_saving(model.diffusion_model.state_dict(), clip_state_dict, vae_state_dict)
+    return model.state_dict_for_saving(clip_state_dict, vae_state_dict)
 
 
 def official_adapter_layout() -> dict[str, torch.Tensor]:

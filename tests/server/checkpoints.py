@@ -18,6 +18,7 @@ import comfy.sd1_clip
 import comfy.supported_models
 import comfy.utils
 from comfy.ldm.models.autoencoder import AutoencoderKL
+from selfcascade.benchmarks.real_layout import checkpoint_state_dict
 
 SD15_SMALL_UNET = {
     "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False, "in_channels": 4,
@@ -42,5 +43,5 @@ def write_sd15_checkpoint(path: Path, seed: int = 0) -> Path:
     model.diffusion_model.half()
     clip = seeded(comfy.sd1_clip.SD1ClipModel(device="cpu").state_dict())
     vae = seeded(AutoencoderKL(ddconfig=SD_VAE, embed_dim=4).state_dict())
-    comfy.utils.save_torch_file(model.state_dict_for_saving(clip, vae), str(path))
+    comfy.utils.save_torch_file(checkpoint_state_dict(model, clip, vae), str(path))
     return path

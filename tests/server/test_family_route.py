@@ -21,6 +21,7 @@ import comfy.sd
 import comfy.supported_models
 from harness import ComfyServer
 from selfcascade.benchmarks.models import FULL_UNET
+from selfcascade.benchmarks.real_layout import checkpoint_state_dict
 from tiny_pack.models import CHROMA_RADIANCE_CONFIG, build_model
 
 SD2_V_BIAS = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"  # what the host tells v from
@@ -47,7 +48,7 @@ def write_header_only(path: Path, shapes: dict[str, torch.Tensor], data: dict[st
 
 def full_size(config_class, unet_config: dict, model_class=comfy.model_base.BaseModel) -> dict[str, torch.Tensor]:
     """The checkpoint state dict of a full-size model, on the meta device (shapes only)."""
-    return model_class(config_class(unet_config), device="meta").state_dict_for_saving(None, None, None)
+    return checkpoint_state_dict(model_class(config_class(unet_config), device="meta"))
 
 
 @pytest.fixture(scope="module")
