@@ -217,8 +217,8 @@ function familyOf(loader) {
 // whether the result is decoded whole (a VAE Decode right after the node), and a device budget.
 function memoryQuery(node, spec, path) {
   const loader = modelLoader(node, spec, path);
-  if (!loader?.loader || (FAMILY_LOADERS[loader.loader] && !loader.file)) return {};
-  const query = { loader: loader.loader, ...(loader.file ? { file: loader.file } : {}) };
+  if (!loader?.loader || !loader.file) return {}; // a model not read from a file (the demo model): nothing to ask
+  const query = { loader: loader.loader, file: loader.file };
   const latentSlot = spec.latent ? node.inputs?.findIndex((input) => input.name === spec.latent) ?? -1 : -1;
   const latent = latentSlot >= 0 ? source(node, latentSlot, path) : null;
   for (const [widget, name] of [["batch_size", "batch"], ["length", "length"]]) {
