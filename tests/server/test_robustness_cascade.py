@@ -182,11 +182,13 @@ def test_interrupt_stops_cleanly_and_leaves_nothing_behind(comfy, during):
     slow_graph, _ = saved_cascade("sd15", prefix="interrupted", steps=base_steps, seed=99)
     prompt_id = comfy.queue(slow_graph)
     interrupt_at = 2 if during == "base" else base_steps + 2
-    events = []
+    events, interrupted = [], False
     for kind, data in comfy.events(prompt_id):
         events.append(kind)
-        if kind == "progress" and data["value"] == interrupt_at:
+        # newer hosts (0.33) throttle progress messages to one per 100 ms: the first at or past the step
+        if kind == "progress" and data["value"] >= interrupt_at and not interrupted:
             requests.post(f"{comfy.url}/interrupt", json={}, timeout=30).raise_for_status()
+            interrupted = True
     assert "execution_interrupted" in events and "execution_success" not in events
 
     after_graph, after_id = fingerprint_prompt(2)
