@@ -86,6 +86,9 @@ def test_the_main_jobs_server_loads_this_pack_and_no_test_pack(tmp_path: Path):
     (["--prompt", "a cat"], "--prompt does not apply to workflow self_cascade_demo"),
     (["--checkpoint", "/no/such/model.safetensors"], "no such file"),
     (["--workflow", "wan21_video_tuning_free", "--checkpoint", str(MAIN_JOB)], "not a model file"),
+    (["--demo-model", "dit"], "--demo-model: invalid choice: 'dit'"),
+    (["--workflow", "sd15_512_to_2048_tuning_free", "--demo-model", "flow"],
+     "--demo-model does not apply to workflow sd15_512_to_2048_tuning_free"),
     (["--target", "0x0"], "--target 0x0: each side must be 64 to 16384 px"),
     (["--target", "32x2048"], "each side must be 64 to 16384 px"),
     (["--target", "20000x1024"], "each side must be 64 to 16384 px"),
@@ -128,6 +131,23 @@ def test_default_run_prints_the_stage_report_and_the_image(tmp_path: Path):
     assert [line.split(",")[0] for line in lines if line.startswith(("base", "stage"))] == \
         ["base: 32x32", "stage 1: 64x64", "stage 2: 128x128"]
     assert lines[-1].startswith("image: ")
+    image = Path(lines[-1].removeprefix("image: "))
+    assert image.parent.parent == tmp_path and Image.open(image).size == (128, 128)
+
+
+def test_demo_model_option_sets_the_demo_nodes_architecture():
+    prompt = load_api_prompt(API_WORKFLOWS / "self_cascade_demo.json")
+    main_job.apply_options(prompt, main_job.arguments(["--demo-model", "flow"]))
+    assert [node["inputs"]["architecture"] for _, node in nodes_of(prompt, ("SelfCascadeDemoModel",))] == ["flow"]
+
+
+@pytest.mark.slow
+def test_flow_demo_model_run_prints_the_stage_report_and_the_image(tmp_path: Path):
+    run = main_job_cli("--demo-model", "flow", "--seed", "3", "--steps", "8", output=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert [line.split(",")[0] for line in lines if line.startswith(("base", "stage"))] == \
+        ["base: 32x32", "stage 1: 64x64", "stage 2: 128x128"]
     image = Path(lines[-1].removeprefix("image: "))
     assert image.parent.parent == tmp_path and Image.open(image).size == (128, 128)
 

@@ -68,7 +68,8 @@ def test_the_registry_package_leaves_out_tests_and_benchmarks_and_keeps_what_run
     names = packed_names(tmp_path)
     assert not [name for name in names if name.startswith(("tests/", "benchmarks/", ".ci/", ".github/"))]
     shipped = {"__init__.py", "LICENSE", "requirements.txt", "pyproject.toml", "web/selfcascade.js",
-               "models/demo/demo_model.py", "models/demo/disc_counter_32px.safetensors",  # the main job's model
+               "models/demo/demo_model.py", "models/demo/disc_counter_32px.safetensors",  # the main job's models
+               "models/demo/flow_demo_model.py", "models/demo/disc_counter_flow_32px.safetensors",
                "scripts/main_job.sh", "scripts/main_job.py", "scripts/comfy_headless.py", "scripts/_bootstrap.py",
                "scripts/provision_host.py", "requirements-dev.txt",  # what the main job runs and installs
                "scripts/train_adapter.py", "scripts/convert_official_adapter.py"}
