@@ -23,7 +23,8 @@ Memory plan: with ``loader`` and ``file`` (as ``/selfcascade/family`` takes them
 has one), and the answer a ``"memory"`` summary (``free``: the bytes planned against, what it is, what
 is included, ``warnings`` for stages that will not fit). ``batch``, ``length`` (video frames),
 ``pixel_pivots`` (the KSampler's vae input is connected), ``final_decode`` (the graph decodes the
-result) and ``memory_budget`` (GiB to plan for instead of the server device's free memory) refine it.
+result), ``vae_file`` (the graph's VAE is this file of ``models/vae``, as VAE Loader loads it) and
+``memory_budget`` (GiB to plan for instead of the server device's free memory) refine it.
 The model is built from the file's header on the meta device (no weights), cached per file version.
 
 ``/selfcascade/family?loader=<node class>&file=<file name>``: the family of the model a loader
@@ -189,7 +190,8 @@ def schedule_note(settings: dict) -> str:
             f"{shift if settings['sampling'] in ('FLOW', 'FLUX') else ''}")
 
 
-def plan_with_memory(settings: dict, folder: Optional[str], file_name: str, query: dict, stop_check: StopCheck) -> dict:
+def plan_with_memory(settings: dict, folder: Optional[str], file_name: str, query: dict, stop_check: StopCheck,
+                     vae_file: str = "") -> dict:
     """The plan answer, with the memory plan of ``file_name`` in model folder ``folder`` (None: no file to read)."""
     answer = plan_response(settings, stop_check)
     if answer["stages"] is None:
@@ -199,7 +201,7 @@ def plan_with_memory(settings: dict, folder: Optional[str], file_name: str, quer
     else:
         try:
             answer["memory"] = memory_response(folder, file_name, answer["stages"], query, settings["upscale"] == 1,
-                                               stop_check)
+                                               stop_check, vae_file)
         except (ProbeError, FamilyError) as error:
             answer["memory"] = {"error": str(error)}
     return answer
@@ -207,6 +209,7 @@ def plan_with_memory(settings: dict, folder: Optional[str], file_name: str, quer
 
 async def get_plan(request: web.Request) -> web.Response:
     loader, file_name = request.query.get("loader", ""), request.query.get("file", "")
+    vae_file = request.query.get("vae_file", "")
     try:
         settings = limits.parse_query(request.query, PLAN_QUERY)
         limits.check_sampling(settings["sampling"], settings["shift"])
@@ -214,11 +217,14 @@ async def get_plan(request: web.Request) -> web.Response:
             return await answer_off_loop(lambda stop_check: plan_response(settings, stop_check))
         folder = probe_folder(loader, file_name)
         query = limits.parse_query(request.query, limits.MEMORY_QUERY)
+        if len(vae_file) > MAX_FILE_CHARS:
+            raise ProbeError(f"vae_file too long (limit {MAX_FILE_CHARS} characters).")
     except (limits.InputLimitError, ProbeError) as error:
         return web.json_response({"error": str(error)})
     too_slow = f"planning with '{file_name}' took longer than {PROBE_TIMEOUT_S:g} s (a slow disk?); try again."
-    return await answer_off_loop(lambda stop_check: plan_with_memory(settings, folder, file_name, query, stop_check),
-                                 too_slow, PROBE_TIMEOUT_S)
+    return await answer_off_loop(
+        lambda stop_check: plan_with_memory(settings, folder, file_name, query, stop_check, vae_file),
+        too_slow, PROBE_TIMEOUT_S)
 
 
 # /selfcascade/family
@@ -414,8 +420,31 @@ def memory_model(path: str, modified_ns: int, size: int) -> MemoryModel:
     return MemoryModel(model, vae, family)
 
 
+@functools.lru_cache(maxsize=CACHED_MODELS)
+def memory_vae(path: str, modified_ns: int, size: int):
+    """The VAE of one version of a VAE file, as the host's VAE Loader would build it, without weights."""
+    name = os.path.basename(path)
+    if not name.lower().endswith((".safetensors", ".sft")):
+        raise ProbeError(f"'{name}' is not a safetensors file")
+    _, metadata, shapes = file_shapes(path, size)
+    return memory.meta_vae_file(shapes, metadata)
+
+
+def graph_vae(vae_file: str, held: MemoryModel) -> tuple[Optional[object], str]:
+    """(the VAE the graph uses, in words): ``vae_file`` of models/vae when given, else the model file's own."""
+    if not vae_file:
+        return held.vae, ("the model file's own VAE" if held.vae is not None
+                          else "no VAE in the model file: VAE passes not included")
+    try:
+        return memory_vae(*file_version("vae", vae_file)), f"'{vae_file}'"
+    except ProbeError as error:
+        return None, f"VAE passes not included ({error})"
+    except Exception as error:  # the host's VAE class on shapes no VAE has, or a file that changed while read
+        return None, f"VAE passes not included ('{vae_file}': {type(error).__name__})"
+
+
 def memory_response(folder: str, file_name: str, stages: list[dict], query: dict, upscale: bool,
-                    stop_check: StopCheck) -> dict:
+                    stop_check: StopCheck, vae_file: str = "") -> dict:
     """The memory plan of ``stages`` (the plan answer's, each given its ``"memory"``) and its summary."""
     stop_check()
     path, modified_ns, size = file_version(folder, file_name)
@@ -432,8 +461,10 @@ def memory_response(folder: str, file_name: str, stages: list[dict], query: dict
     latent_format = held.model.get_model_object("latent_format")
     frames = held.family.latent_frames(query["length"]) if getattr(latent_format, "latent_dimensions", 2) == 3 else 1
     decode_fix = "keep tile = auto (it tiles a pass that does not fit)" if upscale else None
+    vae, vae_words = graph_vae(vae_file, held)
+    stop_check()
     plan = memory.stage_memory(held.model, [StageSize(s["width"], s["height"]) for s in stages],
-                               held.family.latent_factor, query["batch"], frames, held.vae,
+                               held.family.latent_factor, query["batch"], frames, vae,
                                pixel_pivots=bool(query["pixel_pivots"]) and not upscale, encode_input=upscale,
                                final_decode=upscale or bool(query["final_decode"]), decode_fix=decode_fix)
     budget = query["memory_budget"]
@@ -445,12 +476,10 @@ def memory_response(folder: str, file_name: str, stages: list[dict], query: dict
         if stage["memory"]["fits"] == "no":
             label = ("input" if upscale else "base") if index == 0 else f"stage {index}"
             warnings.append(f"{label} ({stage['width']}x{stage['height']}) will not fit: {stage['memory']['advice']}")
-    vae = ("VAE passes: the file's own VAE" if held.vae is not None
-           else "no VAE in the file: VAE passes not included (a separate VAE file is not read here)")
     return {"free": free, "free_is": (f"memory_budget {budget:g} GiB" if budget > 0 else
                                       f"free on {device} now, with what loaded models hold"),
             "model": held.family.name, "dtype": str(held.model.model.get_dtype()).removeprefix("torch."),
-            "includes": f"ComfyUI's own estimates: sampling (CFG's doubled batch), weights; {vae}",
+            "includes": f"ComfyUI's own estimates: sampling (CFG's doubled batch), weights; VAE: {vae_words}",
             "warnings": warnings}
 
 

@@ -209,8 +209,13 @@ def meta_vae(model_config, shapes: Mapping[str, torch.Tensor]):
                                                        filter_keys=True)
     if not vae_shapes:
         return None
+    return meta_vae_file(model_config.process_vae_state_dict(vae_shapes))
+
+
+def meta_vae_file(shapes: Mapping[str, torch.Tensor], metadata: Optional[dict] = None):
+    """The host's VAE of a VAE file's tensors (meta tensors), on the meta device, as its VAE Loader builds it."""
     with torch.device("meta"):
-        return comfy.sd.VAE(sd=model_config.process_vae_state_dict(vae_shapes))
+        return comfy.sd.VAE(sd=dict(shapes), metadata=metadata)
 
 
 # ---- measured peaks ------------------------------------------------------------------------------------

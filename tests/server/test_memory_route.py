@@ -23,6 +23,16 @@ from test_family_route import full_size, write_header_only
 
 SD15 = "sd15_full.safetensors"
 SDXL_UNET = "sdxl_unet.safetensors"
+SDXL_VAE = "sdxl_vae.safetensors"
+
+
+def vae_shapes() -> dict[str, torch.Tensor]:
+    """An SD/SDXL VAE file's tensors (the host's AutoencoderKL at the released width), meta."""
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    from selfcascade.benchmarks.models import FULL_VAE
+
+    with torch.device("meta"):
+        return AutoencoderKL(**FULL_VAE["params"]).state_dict()
 
 
 def sd15_shapes() -> dict[str, torch.Tensor]:
@@ -34,12 +44,14 @@ def sd15_shapes() -> dict[str, torch.Tensor]:
 def comfy_server(tmp_path_factory):
     """Overrides the session server for this module (conftest's ``comfy`` client then talks to it)."""
     checkpoints, diffusion_models = tmp_path_factory.mktemp("checkpoints"), tmp_path_factory.mktemp("diffusion_models")
+    vae = tmp_path_factory.mktemp("vae")
     write_header_only(checkpoints / SD15, sd15_shapes())
+    write_header_only(vae / SDXL_VAE, vae_shapes())
     sdxl = full_size(comfy.supported_models.SDXL, FULL_UNET["sdxl"], comfy.model_base.SDXL)
     write_header_only(diffusion_models / SDXL_UNET, {key.removeprefix("model.diffusion_model."): value
                                                      for key, value in sdxl.items()})
     with ComfyServer.for_checkout(tmp_path_factory.mktemp("comfy-memory"),
-                                  model_paths={"checkpoints": str(checkpoints),
+                                  model_paths={"checkpoints": str(checkpoints), "vae": str(vae),
                                                "diffusion_models": str(diffusion_models)}) as server:
         yield server
 
@@ -61,7 +73,7 @@ def test_each_stage_gets_the_hosts_estimates_for_the_files_model(comfy):
     expected = memory.stage_memory(model, sizes, 8, batch=2, vae=vae, pixel_pivots=True, final_decode=True)
     summary = answer["memory"]
     assert summary["model"] == "sd15" and summary["dtype"] == str(model.model.get_dtype()).removeprefix("torch.")
-    assert "the file's own VAE" in summary["includes"] and "free on" in summary["free_is"]
+    assert "VAE: the model file's own VAE" in summary["includes"] and "free on" in summary["free_is"]
     for stage, estimate in zip(answer["stages"], expected):
         assert stage["memory"] == estimate.as_dict(summary["free"])
     assert answer["stages"][0]["memory"]["sampling"] == int(model.model.memory_required([4, 4, 64, 64]))
@@ -86,10 +98,25 @@ def test_a_diffusion_model_without_a_vae_and_the_server_device(comfy):
     answer = plan(comfy, base_width=1024, base_height=1024, scale_by=2, loader="UNETLoader", file=SDXL_UNET,
                   final_decode=1)
     summary = answer["memory"]
-    assert summary["model"] == "sdxl" and "no VAE in the file" in summary["includes"]
+    assert summary["model"] == "sdxl" and "no VAE in the model file" in summary["includes"]
     assert all(s["memory"]["vae"] == 0 and s["memory"]["vae_passes"] == "" for s in answer["stages"])
     assert summary["free_is"] == f"free on {comfy_device()} now, with what loaded models hold"
     assert 0 < summary["free"]
+
+
+def test_a_vae_file_of_the_graph_gives_the_vae_passes(comfy):
+    answer = plan(comfy, base_width=1024, base_height=1024, scale_by=2, loader="UNETLoader", file=SDXL_UNET,
+                  final_decode=1, pixel_pivots=1, vae_file=SDXL_VAE)
+    vae = memory.meta_vae_file({k: v.to(torch.float16) for k, v in vae_shapes().items()})
+    assert f"VAE: '{SDXL_VAE}'" in answer["memory"]["includes"]
+    last = answer["stages"][-1]["memory"]
+    assert last["vae"] == memory.decode_bytes(vae, (1, 4, 256, 256))  # the larger of its three passes
+    assert last["vae_passes"] == "pivot decode 1024x1024, pivot encode 2048x2048, decode 2048x2048"
+    missing = plan(comfy, base_width=1024, base_height=1024, loader="UNETLoader", file=SDXL_UNET, final_decode=1,
+                   vae_file="taesdxl")
+    assert "VAE passes not included ('taesdxl' is not in models/vae" in missing["memory"]["includes"]
+    assert plan(comfy, base_width=1024, base_height=1024, loader="UNETLoader", file=SDXL_UNET,
+                vae_file="v" * 2000)["error"] == "vae_file too long (limit 1024 characters)."
 
 
 def comfy_device() -> str:
