@@ -213,8 +213,9 @@ function familyOf(loader) {
 // ---- the memory plan: what the route needs to estimate each stage's memory ----------------------
 
 // The settings the plan route's memory plan takes: the model's loader and file, the latent's batch and
-// video length (where its node says them), whether the pivots go through the VAE (the vae input) and
-// whether the result is decoded whole (a VAE Decode right after the node), and a device budget.
+// video length (where its node says them), whether the pivots go through the VAE (the vae input),
+// whether the result is decoded whole (a VAE Decode right after the node), the VAE Loader's file behind
+// either, and a device budget.
 function memoryQuery(node, spec, path) {
   const loader = modelLoader(node, spec, path);
   if (!loader?.loader || !loader.file) return {}; // a model not read from a file (the demo model): nothing to ask
@@ -225,20 +226,28 @@ function memoryQuery(node, spec, path) {
     const value = latent?.node ? Number(settingValue(latent.node, widget, latent.path)) : NaN;
     if (Number.isInteger(value) && value > 0) query[name] = value;
   }
-  if (!spec.image) {
-    const vaeSlot = node.inputs?.findIndex((input) => input.name === "vae") ?? -1;
-    if (connected(node, vaeSlot)) query.pixel_pivots = 1;
-    if (decodedAfter(node)) query.final_decode = 1;
-  }
+  const vaeSlot = node.inputs?.findIndex((input) => input.name === "vae") ?? -1;
+  const decoder = spec.image ? null : decoderAfter(node);
+  if (!spec.image && connected(node, vaeSlot)) query.pixel_pivots = 1;
+  if (decoder) query.final_decode = 1;
+  // the VAE: the node's own, else the decoder's; a VAE Loader's file is read, a checkpoint's VAE is the model file's
+  const vae = connected(node, vaeSlot) ? source(node, vaeSlot, path) : decoder && inputSource(decoder, "vae", path);
+  const vaeFile = vae?.node?.type === "VAELoader" ? settingValue(vae.node, "vae_name", vae.path) : null;
+  if (vaeFile) query.vae_file = vaeFile;
   const budget = Number(app.extensionManager?.setting?.get(MEMORY_BUDGET_SETTING) ?? 0);
   if (budget > 0) query.memory_budget = budget;
   return query;
 }
 
-// Whether a whole-image VAE Decode takes the node's output (in the node's own graph), read through the
-// node's accessor (newer frontends deprecate reading `output.links`; LiteGraph has always had it).
-function decodedAfter(node) {
-  return (node.getOutputNodes?.(0) ?? []).some((target) => DECODERS.includes(target?.type));
+// The whole-image VAE Decode that takes the node's output (in the node's own graph), or null; read through
+// the node's accessor (newer frontends deprecate reading `output.links`; LiteGraph has always had it).
+function decoderAfter(node) {
+  return (node.getOutputNodes?.(0) ?? []).find((target) => DECODERS.includes(target?.type)) ?? null;
+}
+
+function inputSource(node, name, path) {
+  const slot = node.inputs?.findIndex((input) => input.name === name) ?? -1;
+  return slot >= 0 ? source(node, slot, path) : null;
 }
 
 function gib(bytes) {

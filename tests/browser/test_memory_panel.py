@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import torch
 
@@ -56,7 +57,7 @@ def test_the_panel_shows_each_stages_memory_and_warns_before_queueing_when_one_w
         plan = panel_when(page, sampler, "against 1000.0 GiB")
         assert stage_line(plan, "  base     512x512").endswith(" fits"), plan
         assert stage_line(plan, "  stage 1  1024x1024").endswith(" fits"), plan
-        assert "ComfyUI's own estimates" in plan and "the file's own VAE" in plan and "⚠" not in plan
+        assert "ComfyUI's own estimates" in plan and "VAE: the model file's own VAE" in plan and "⚠" not in plan
 
         set_budget(page, 6)
         plan = panel_when(page, sampler, "⚠ won't fit")
@@ -76,6 +77,31 @@ def test_the_panel_shows_each_stages_memory_and_warns_before_queueing_when_one_w
         assert any("will not fit in memory" in toast and "stage 1 (1024x1024)" in toast for toast in toasts), toasts
     finally:
         set_budget(page, 0)
+
+
+@EVERY_FRONTEND
+def test_the_vae_loader_behind_the_decode_is_the_vae_asked_about(page, browsers):
+    checkpoint = Path(browsers._model_paths["checkpoints"]) / SD15
+    if not checkpoint.exists():
+        write_header_only(checkpoint, {key: torch.empty(value.shape, device="meta")
+                                       for key, value in checkpoint_layout("sd15").items()})
+    page.helper("watchRequests")
+    page.helper("build", {"nodes": [
+        {"key": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": SD15}},
+        {"key": "vae", "type": "VAELoader", "widgets": {"vae_name": "missing_vae.safetensors"}},
+        {"key": "text", "type": "CLIPTextEncode", "links": {"clip": ["ckpt", "CLIP"]}},
+        {"key": "latent", "type": "EmptyLatentImage", "widgets": {"width": 512, "height": 512, "batch_size": 3}},
+        {"key": "sampler", "type": "SelfCascadeKSampler", "widgets": {"target_width": 1024, "target_height": 1024},
+         "links": {"model": ["ckpt", "MODEL"], "positive": ["text", 0], "negative": ["text", 0],
+                   "latent_image": ["latent", 0]}},
+        {"key": "decode", "type": "VAEDecode", "links": {"samples": ["sampler", 0], "vae": ["vae", 0]}},
+    ]})
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    panel_when(page, sampler, "VAE passes not included ('missing_vae.safetensors' is not in models/vae")
+    asked = [parse_qs(urlparse(route).query) for route in page.helper("requests")
+             if route.startswith("/selfcascade/plan")]
+    assert asked[-1]["vae_file"] == ["missing_vae.safetensors"] and asked[-1]["batch"] == ["3"], asked[-1]
+    assert asked[-1]["final_decode"] == ["1"] and "pixel_pivots" not in asked[-1]
 
 
 @EVERY_FRONTEND
