@@ -140,3 +140,12 @@ def test_memory_questions_it_cannot_answer(comfy, query, where, fragment):
 def test_without_a_base_size_memory_waits_for_it(comfy):
     answer = plan(comfy, loader="CheckpointLoaderSimple", file=SD15)
     assert answer["stages"] is None and "once the base size is known" in answer["memory"]["error"]
+
+
+def test_an_upscale_plan_counts_its_encode_and_decode_which_tile_auto_handles(comfy):
+    answer = plan(comfy, base_width=1024, base_height=1024, scale_by=2, upscale=1, loader="CheckpointLoaderSimple",
+                  file=SD15, memory_budget=20)
+    first, last = answer["stages"][0]["memory"], answer["stages"][-1]["memory"]
+    assert first["vae_passes"] == "encode 1024x1024" and last["vae_passes"] == "decode 2048x2048"
+    assert last["fits"] == "no" and "keep tile = auto (it tiles a pass that does not fit)" in last["advice"]
+    assert answer["memory"]["warnings"][0].startswith("stage 1 (2048x2048) will not fit: ")
