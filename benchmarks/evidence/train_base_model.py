@@ -108,7 +108,7 @@ def fit(config, model, contexts: dict[int, torch.Tensor], step_loss: StepLoss, s
         on_log: Callable[[LogRow], None] = lambda row: None):
     """The loop both demo models share: fresh scenes, AdamW on ``step_loss``, an EMA of the weights, a log row
     every ``config.log_every`` steps. Seeds its generator from ``config.seed``; returns ``model`` holding the EMA."""
-    net = model.diffusion_model
+    net = model.diffusion_model.requires_grad_(True)  # newer hosts (0.33) build every diffusion model frozen
     ema = copy.deepcopy(net).requires_grad_(False)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
