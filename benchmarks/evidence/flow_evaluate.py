@@ -36,18 +36,20 @@ bootstrap()
 import safetensors  # noqa: E402
 import torch  # noqa: E402
 
-from selfcascade.benchmarks.evidence import evaluate, report  # noqa: E402
-from selfcascade.benchmarks.evidence.evaluate import EvalSettings, TableSpec  # noqa: E402
-from selfcascade.benchmarks.evidence.generation import CASCADE, DIRECT, NATIVE, UPSCALE, Method  # noqa: E402
+from selfcascade.benchmarks.evidence import disc_family, evaluate, generation, metrics, report  # noqa: E402
+from selfcascade.benchmarks.evidence.evaluate import NATIVE_SIZE, EvalSettings, TableSpec  # noqa: E402
+from selfcascade.benchmarks.evidence.generation import CASCADE, DIRECT, NATIVE, UPSCALE, Batch, Method  # noqa: E402
 from selfcascade.benchmarks.evidence.train_base_model import read_log  # noqa: E402
 from selfcascade.benchmarks.evidence.train_flow_model import FlowTrainConfig  # noqa: E402
 from selfcascade.models.demo import flow_demo_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KS = (0.7, 0.5, 0.3)
-# cfg chosen at the native size on the held-out seed 777, as the UNet's was (see flow_results.json "cfg_choice")
-SETTINGS = EvalSettings(main_n=(120, 60), steps=20, cfg=3.0, with_adapter=False, demo="flow")
+SETTINGS = EvalSettings(main_n=(120, 60), steps=20, with_adapter=False, demo="flow")  # cfg: chosen by choose_cfg
 QUICK = dict(main_n=(3, 3), reference_n=6, batch=2, steps=4, workers=1, bootstrap_resamples=50)
+CFG_CANDIDATES = (1.0, 1.5, 2.0, 3.0, 4.0)
+CFG_SEED = 777  # held out from every evaluated seed set, as the UNet's CFG was chosen
+CFG_N = 60  # native images per candidate, a third per count
 
 
 def methods() -> list[Method]:
@@ -73,28 +75,60 @@ def training_record() -> dict:
             "sampling_shift": flow_demo_model.SHIFT}
 
 
+def choose_cfg(settings: EvalSettings, per_count: int, log=print) -> tuple[float, dict[str, float]]:
+    """The CFG with the best native count fidelity on the held-out seed (the lower on a tie), and each one's."""
+    fidelity = {}
+    for cfg in CFG_CANDIDATES:
+        sampling = dataclasses.replace(settings, cfg=cfg).sampling()
+        found, prompted = [], []
+        for count in disc_family.COUNTS:
+            batch = Batch(Method(NATIVE), NATIVE_SIZE, count, per_count, CFG_SEED + 1000 * count, sampling,
+                          demo=settings.demo)
+            found += generation.run_batch(batch).found
+            prompted += [count] * per_count
+        fidelity[f"{cfg:g}"] = metrics.count_fidelity(found, prompted)
+        log(f"cfg {cfg:g}: native count fidelity {fidelity[f'{cfg:g}']:.3f} on seed {CFG_SEED}")
+    best = max(CFG_CANDIDATES, key=lambda cfg: (fidelity[f"{cfg:g}"], -cfg))
+    return best, fidelity
+
+
+def drain(evaluation: evaluate.Evaluation) -> None:
+    """Wait for every submitted batch and file its result."""
+    while evaluation.pending:
+        done, _ = concurrent.futures.wait(evaluation.pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in done:
+            evaluation._receive(evaluation.pending.pop(future), future.result())
+
+
 def run(settings: EvalSettings, log=print) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Every row of the flow model, and the UNet demo model's native row on the same seeds (its own CFG) to
+    compare native count fidelity and detail with."""
     started_wall = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="selfcascade-flow-evidence-"))
     executor = evaluate.executor_for(settings.workers)
     try:
         evaluation = evaluate.Evaluation(settings, executor, work, log)
         evaluation.specs = {spec.name: spec for spec in specs(settings)}
-        evaluation.submit_row(evaluation.specs["native"], Method(NATIVE))
+        unet = evaluate.Evaluation(dataclasses.replace(settings, demo="unet", cfg=EvalSettings().cfg), executor, work, log)
+        native = evaluation.specs["native"]
+        for model in (evaluation, unet):
+            model.submit_row(native, Method(NATIVE))
         for name in ("main-4x", "main-16x"):
             for method in methods():
                 evaluation.submit_row(evaluation.specs[name], method)
-        while evaluation.pending:
-            done, _ = concurrent.futures.wait(evaluation.pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                evaluation._receive(evaluation.pending.pop(future), future.result())
+        drain(unet)
+        drain(evaluation)
         order = {method.key: index for index, method in enumerate(methods())}
-        tables = [evaluation.native_table(evaluation.specs["native"], evaluation.rows[("native", NATIVE)])]
+        tables = [evaluation.table(native, [evaluation.rows[("native", NATIVE)]]),
+                  {**unet.table(native, [unet.rows[("native", NATIVE)]]), "name": "native-unet",
+                   "demo": "unet", "cfg": unet.settings.cfg}]
+        for table, name in zip(tables, ("Flow demo model", f"UNet demo model, CFG {unet.settings.cfg:g},")):
+            next(row for row in table["rows"] if row["method"] == NATIVE)["label"] = f"{name} at its native size"
         for name in ("main-4x", "main-16x"):
             rows = sorted((row for (table, _), row in evaluation.rows.items() if table == name),
                           key=lambda row: order[row.method.key])
             tables.append(evaluation.table(evaluation.specs[name], rows))
-        sheet = {f"native {evaluate.NATIVE_SIZE}": evaluation.rows[("native", NATIVE)].samples()}
+        sheet = {f"native {NATIVE_SIZE}": evaluation.rows[("native", NATIVE)].samples()}
         for name in ("main-4x", "main-16x"):
             size = evaluation.specs[name].size
             for method in methods():
@@ -102,7 +136,7 @@ def run(settings: EvalSettings, log=print) -> tuple[dict, dict[str, torch.Tensor
     finally:
         executor.shutdown()
         shutil.rmtree(work, ignore_errors=True)
-    generation_seconds = sum(r.cpu_seconds for row in evaluation.rows.values() for r in row.results)
+    generation_seconds = sum(r.cpu_seconds for ev in (evaluation, unet) for row in ev.rows.values() for r in row.results)
     payload = {"settings": dataclasses.asdict(settings), "ks": list(KS), "recipes": {}, "tables": tables,
                "cost": {"generation_cpu_seconds": generation_seconds, "wall_seconds": time.perf_counter() - started_wall,
                         "workers": settings.workers, "threads_per_worker": 1, "machine": evaluate.machine()},
@@ -112,11 +146,21 @@ def run(settings: EvalSettings, log=print) -> tuple[dict, dict[str, torch.Tensor
 
 def results_markdown(payload: dict) -> str:
     """The tables as ``results.md`` shows the UNet's, native first."""
-    native = payload["tables"][0]["rows"][0]
+    choice, training = payload["cfg_choice"], payload["training"]
     lines = [f"# Flow demo model: first evidence (sampling shift {payload['training']['sampling_shift']:g})", "",
-             f"Native {evaluate.NATIVE_SIZE}x{evaluate.NATIVE_SIZE}, N = {native['n']}: count fidelity "
-             f"{report.interval(native['count_fidelity'], 3)}, duplication {report.interval(native['duplication'], 3)}."]
-    for table in payload["tables"][1:]:
+             f"CFG {choice['chosen']:g}, chosen on the held-out seed {choice['seed']} (native count fidelity "
+             + ", ".join(f"{cfg} at CFG {c}" for c, cfg in ((c, f"{v:.2f}") for c, v in choice["fidelity"].items()))
+             + f"); {payload['settings']['steps']} {payload['settings']['sampler']}/{payload['settings']['scheduler']} "
+             "steps.", "",
+             f"Model: {training['parameters']:,} parameters ({training['file_bytes'] / 1e6:.1f} MB), trained "
+             f"{training['config']['steps']} steps of {training['config']['batch']} in "
+             f"{training['cpu_seconds'] / 60:.1f} CPU minutes (one thread), velocity loss {training['first_loss']:.3f} -> "
+             f"{training['final_loss']:.3f}.", "",
+             f"## Native {NATIVE_SIZE}x{NATIVE_SIZE}, N = {payload['tables'][0]['n']}: flow model, then the UNet demo "
+             f"model (CFG {payload['tables'][1]['cfg']:g}) on the same seeds; Time: CPU seconds per image", "",
+             report.markdown_table(payload, payload["tables"][0]),
+             *report.markdown_table(payload, payload["tables"][1]).splitlines()[3:]]  # the same real renders
+    for table in payload["tables"][2:]:
         lines += ["", f"## {table['size']}x{table['size']} ({table['scale'] ** 2}x area), N = {table['n']}", "",
                   report.markdown_table(payload, table)]
     return "\n".join(lines + ["", report.legend(payload), ""])
@@ -131,8 +175,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("--quick never writes the committed evidence: give --out elsewhere")
     settings = dataclasses.replace(SETTINGS, **QUICK) if args.quick else SETTINGS
     torch.set_num_threads(1)  # CPU seconds comparable between rows, kind to a shared machine
-    payload, sheet = run(settings)
-    payload = {"command": " ".join(sys.argv[1:] if argv is None else argv), "training": training_record(), **payload}
+    cfg, fidelity = choose_cfg(settings, (1 if args.quick else CFG_N) // len(disc_family.COUNTS) or 1)
+    payload, sheet = run(dataclasses.replace(settings, cfg=cfg))
+    payload = {"command": " ".join(sys.argv[1:] if argv is None else argv), "training": training_record(),
+               "cfg_choice": {"seed": CFG_SEED, "n": CFG_N, "fidelity": fidelity, "chosen": cfg}, **payload}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "flow_results.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     (args.out / "flow_results.md").write_text(results_markdown(payload), encoding="utf-8")
