@@ -85,12 +85,20 @@ def _default(spec: list):
     return choices[0]  # the frontend preselects a combo's first choice
 
 
-def _range(spec: list) -> str:
+def _core_lists(object_info: dict) -> list[list]:
+    """The core KSampler's combos (samplers, schedulers): they grow with the host, so a page names them, not their length."""
+    core = object_info.get("KSampler", {}).get("input", {}).get("required", {})
+    return [choices for choices in map(_choices, core.values()) if choices]
+
+
+def _range(spec: list, core_lists: list[list] = []) -> str:
     options = spec[1] if len(spec) > 1 else {}
     choices = _choices(spec)
     if choices is not None:
         if _lists_files(choices):
             return "the files in its model folder"
+        if choices in core_lists:
+            return "the same choices as ComfyUI's KSampler"
         if len(choices) > MAX_LISTED_CHOICES:
             return f"{len(choices)} choices"
         return ", ".join(f"`{choice}`" for choice in choices)
@@ -103,13 +111,13 @@ def _type(spec: list) -> str:
     return "COMBO" if isinstance(spec[0], list) else spec[0]
 
 
-def node_page(node_id: str, info: dict) -> str:
+def node_page(node_id: str, info: dict, core_lists: list[list] = []) -> str:
     rows = []
     for group in ("required", "optional"):
         for name, spec in info["input"].get(group, {}).items():
             options = spec[1] if len(spec) > 1 else {}
             label = f"{name} (optional)" if group == "optional" else name
-            rows.append(f"| {label} | {_type(spec)} | {_cell(_default(spec))} | {_cell(_range(spec))} | "
+            rows.append(f"| {label} | {_type(spec)} | {_cell(_default(spec))} | {_cell(_range(spec, core_lists))} | "
                         f"{_cell(options.get('tooltip', ''))} |")
     outputs = [f"| {name} | {kind} | {_cell(tooltip or '')} |" for name, kind, tooltip in
                zip(info["output_name"], info["output"], info.get("output_tooltips") or [None] * len(info["output"]))]
@@ -123,7 +131,8 @@ def node_page(node_id: str, info: dict) -> str:
 
 def pages(object_info: dict) -> dict[str, str]:
     """``{node id: markdown}`` for every node of this pack in ``object_info``."""
-    return {node_id: node_page(node_id, info) for node_id, info in sorted(object_info.items())
+    core_lists = _core_lists(object_info)
+    return {node_id: node_page(node_id, info, core_lists) for node_id, info in sorted(object_info.items())
             if info["category"].startswith(PACK_CATEGORY)}
 
 
