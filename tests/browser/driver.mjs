@@ -24,7 +24,10 @@ const KNOWN_NOISE = [/user\.css/, /comfy\.templates\.json/, /Failed to load reso
   /reading 'id'\)\s+at onChange/, /api\.comfy\.org/, /huggingface\.co/,
   // frontends from about 1.35 list jobs through /api/jobs, which servers before 0.4 lack: their own
   // queue and history panels fail, nothing else does
-  /JobsApiError: Failed to fetch jobs: 404/];
+  /JobsApiError: Failed to fetch jobs: 404/,
+  // frontend 1.49 (ComfyUI 0.33's pin): its own Vue watchers read app.rootGraph before the first graph
+  // exists (the stack is the frontend's settingStore and vueuse only; the pack reads app.graph)
+  /ComfyApp graph accessed before initialization/];
 // online look-ups the page makes (releases, node packs, model files of missing-model checks)
 const OFFLINE = /api\.comfy\.org|huggingface\.co/;
 

@@ -118,9 +118,15 @@
           widgetMismatches.push(`${node.type} #${node.id}: saved ${JSON.stringify(values)}, loaded ${JSON.stringify(loaded)}`);
         }
       }
+      // 1.4x-1.5x flag a node naming a file the server lacks (has_errors, like a real error): such a node has
+      // a combo whose value is not among its choices; it is a missing file, not a node error
+      const choices = (w) => (typeof w.options?.values === "function" ? w.options.values() : w.options?.values);
+      const lacksFile = (n) => (n.widgets ?? []).some((w) => Array.isArray(choices(w)) && !choices(w).includes(w.value));
+      const flagged = app.graph.nodes.filter((n) => n.has_errors);
       return {
         missing, missingModels, widgetMismatches,
-        nodeErrors: app.graph.nodes.filter((n) => n.has_errors).map((n) => `${n.type} #${n.id}`),
+        nodeErrors: flagged.filter((n) => !lacksFile(n)).map((n) => `${n.type} #${n.id}`),
+        missingFiles: flagged.filter(lacksFile).map((n) => `${n.type} #${n.id}`),
         types: app.graph.nodes.map((n) => n.type),
       };
     },

@@ -128,12 +128,27 @@ def test_api_exports_are_what_the_frontend_exports_now(page):
     assert exports
     for path in exports:
         page.helper("load", json.loads((REPO / "workflows" / path.name).read_text()), path.name)
-        assert page.helper("exportPrompt")["output"] == json.loads(path.read_text()), path.name
+        # the display titles (_meta) are the host's node names, which newer hosts rename (0.33: "Canny" is
+        # "Detect Edges (Canny)") and the server ignores
+        committed = without_titles(json.loads(path.read_text()))
+        assert as_committed(without_titles(page.helper("exportPrompt")["output"]), committed) == committed, path.name
 
 
 def without_titles(prompt: dict) -> dict:
     """An API prompt without the display titles (``_meta``), which frontends localise and the server ignores."""
     return {node_id: {key: value for key, value in node.items() if key != "_meta"} for node_id, node in prompt.items()}
+
+
+def as_committed(exported: dict, committed: dict) -> dict:
+    """``exported`` less the inputs a newer host added to its core nodes (0.33: CreateVideo's bit_depth, SaveVideo's
+    format.codec), which ``committed`` (exported on the test host) lacks; this pack's nodes keep every input, so a
+    stale export of them still fails."""
+    def kept(node_id: str, node: dict) -> dict:
+        if node["class_type"].startswith("SelfCascade") or node_id not in committed:
+            return node
+        return {**node, "inputs": {name: value for name, value in node["inputs"].items()
+                                   if name in committed[node_id]["inputs"]}}
+    return {node_id: kept(node_id, node) for node_id, node in exported.items()}
 
 
 @pytest.mark.parametrize("frontend", [variant for variant in VARIANTS if variant != HOST_FRONTEND], indirect=True,
@@ -144,11 +159,12 @@ def test_every_workflow_opens_and_exports_the_same_prompt_on_other_frontends(pag
     frontends flag loaders whose file the server lacks (the test host has no real models); nothing else."""
     for path in WORKFLOWS:
         loaded = page.helper("load", json.loads(path.read_text()), path.name)
-        assert loaded["missing"] == [] and loaded["widgetMismatches"] == [], (path.name, loaded)
-        flagged = {entry.split(" #")[0] for entry in loaded["nodeErrors"]}
-        assert flagged <= FILE_LOADERS, (path.name, loaded["nodeErrors"])
+        assert loaded["missing"] == [] and loaded["widgetMismatches"] == [] and loaded["nodeErrors"] == [], (path.name, loaded)
+        flagged = {entry.split(" #")[0] for entry in loaded["missingFiles"]}
+        assert flagged <= FILE_LOADERS, (path.name, loaded["missingFiles"])
         exported = page.helper("exportPrompt")["output"]
-        assert without_titles(exported) == without_titles(json.loads((REPO / "workflows" / "api" / path.name).read_text()))
+        committed = without_titles(json.loads((REPO / "workflows" / "api" / path.name).read_text()))
+        assert as_committed(without_titles(exported), committed) == committed, path.name
         for node_id in [node_id for kind in PANEL_NODES for node_id in page.helper("nodeIdsOfType", kind)]:
             deadline = time.monotonic() + 10
             while not (panel := page.helper("widgetValue", node_id, "cascade_plan")).startswith("Plan") \
@@ -161,7 +177,8 @@ def test_every_workflow_opens_and_exports_the_same_prompt_on_other_frontends(pag
 def test_workflow_opens_exports_and_runs(page, browser_server, screenshots, path: Path):
     workflow = json.loads(path.read_text())
     loaded = page.helper("load", workflow, path.name)
-    assert loaded["missing"] == [] and loaded["nodeErrors"] == [], loaded
+    assert loaded["missing"] == [] and loaded["nodeErrors"] == [], loaded  # files the server lacks: the tiny swap
+    assert {entry.split(" #")[0] for entry in loaded["missingFiles"]} <= FILE_LOADERS, loaded["missingFiles"]
     assert loaded["widgetMismatches"] == [], "\n".join(loaded["widgetMismatches"])
 
     exported = page.helper("exportPrompt")
