@@ -113,9 +113,11 @@ def estimates(family: str) -> list[dict]:
 
 def main() -> int:
     import comfy.model_management
+    import comfyui_version
 
     device = comfy.model_management.get_torch_device()
     result = {"info": {"command": "python benchmarks/memory_plan.py", "device": str(device),
+                       "comfyui": comfyui_version.__version__,  # the estimates are the host's formulas
                        "flash_attention_formula": bool(comfy.model_management.pytorch_attention_flash_attention()
                                                        or comfy.model_management.xformers_enabled()),
                        "torch": torch.__version__, "python": platform.python_version(),

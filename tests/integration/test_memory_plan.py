@@ -49,9 +49,13 @@ def test_estimates_are_the_hosts_own_numbers(family_model, side):
 
 def test_the_committed_table_is_what_the_host_estimates_here():
     """benchmarks/results/memory-plan.json (the docs' table) equals a rerun on a device of the same kind."""
+    import comfyui_version
+
     committed = json.loads(memory_plan.RESULTS.read_text())
     if committed["info"]["device"] != str(comfy.model_management.get_torch_device()):
         pytest.skip(f"the table was made on {committed['info']['device']}")
+    if committed["info"]["comfyui"] != comfyui_version.__version__:  # hosts change their formulas (0.33: Wan's VAE)
+        pytest.skip(f"the table was made on ComfyUI {committed['info']['comfyui']}, this host is {comfyui_version.__version__}")
     rows = [row for family in memory_plan.FAMILIES for row in memory_plan.estimates(family)]
     assert rows == committed["rows"]
 
