@@ -98,6 +98,14 @@ def save_weights(model: comfy.model_base.BaseModel, contexts: dict[int, torch.Te
     safetensors.torch.save_file(tensors, str(path), metadata=metadata)
 
 
+def _host_key(key: str, expected) -> str:
+    """``key`` as this host names it: newer hosts (ComfyUI 0.33) call an RMSNorm's ``scale`` ``weight``, as
+    their Flux loader renames it."""
+    if key not in expected and key.endswith(".scale") and key.removesuffix(".scale") + ".weight" in expected:
+        return key.removesuffix(".scale") + ".weight"
+    return key
+
+
 def load_weights(path: Path = WEIGHTS, build: Callable[..., comfy.model_base.BaseModel] = build_unet_model
                  ) -> tuple[comfy.model_patcher.ModelPatcher, dict[int, torch.Tensor]]:
     """A trained demo model (``build`` makes its architecture: this UNet by default) as a MODEL, and its count
@@ -106,7 +114,9 @@ def load_weights(path: Path = WEIGHTS, build: Callable[..., comfy.model_base.Bas
     contexts = {count: tensors.pop(_CONTEXT_KEY.format(count)) for count in (0, *COUNTS)}
     offload = comfy.model_management.unet_offload_device()
     model = build(device=offload)
-    model.diffusion_model.load_state_dict(tensors, strict=True)
+    expected = model.diffusion_model.state_dict().keys()
+    model.diffusion_model.load_state_dict({_host_key(key, expected): value for key, value in tensors.items()},
+                                          strict=True)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                                offload_device=offload)
     return patcher, contexts

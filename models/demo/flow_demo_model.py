@@ -14,11 +14,13 @@ Patches of 4x4 pixels keep it cheap where the cascade goes: 64 tokens at 32x32, 
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+import comfy.ldm.flux.model
 import comfy.model_base
 import comfy.model_patcher
 import comfy.supported_models_base
@@ -49,6 +51,10 @@ FLUX_CONFIG = {
     "qkv_bias": True,
     "guidance_embed": False,
 }
+# newer hosts (ComfyUI 0.33) require which position axes the text tokens' ids fill; [] as their detection gives
+# Flux.1 (text ids all zero, as older hosts have them)
+if "txt_ids_dims" in {field.name for field in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}:
+    FLUX_CONFIG["txt_ids_dims"] = []
 
 
 class SelfCascadeDemoFlow(comfy.supported_models_base.BASE):
