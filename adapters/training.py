@@ -251,6 +251,21 @@ def apply_frozen(model: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
     return torch.func.functional_call(_ApplyModel(model), weights, args, kwargs)
 
 
+@contextlib.contextmanager
+def host_training() -> Iterator[None]:
+    """The host's training mode while gradients flow through its model: newer hosts (ComfyUI 0.33) run fused
+    inference kernels without autograd (comfy_kitchen's RoPE, INT8 linears) unless ``model_management.in_training``
+    is set, as their own training node sets it; older hosts have no such flag and need none."""
+    if not hasattr(comfy.model_management, "in_training"):
+        yield
+        return
+    previous, comfy.model_management.in_training = comfy.model_management.in_training, True
+    try:
+        yield
+    finally:
+        comfy.model_management.in_training = previous
+
+
 def model_fingerprint(module: torch.nn.Module) -> str:
     """sha256 of every tensor's name, shape and dtype and the bytes of the first and last tensor: tells
     models apart without hashing gigabytes (for models that came without a file)."""
@@ -346,8 +361,9 @@ class Trainer:
         indices = global_batch_indices(self.settings.seed, self.step, global_batch, len(self.data.examples))
         loss_sum = torch.zeros((), device=self.device)
         for items in self._micro_batches(indices):
-            loss = self._micro_batch_loss(items, self.step)
-            self.scaler.scale(loss / global_batch).backward()
+            with host_training():
+                loss = self._micro_batch_loss(items, self.step)
+                self.scaler.scale(loss / global_batch).backward()
             loss_sum += loss.detach()
         self._all_reduce_gradients()
         self.scaler.step(self.optimizer)

@@ -32,6 +32,7 @@ bootstrap()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from selfcascade.adapters.training import host_training  # noqa: E402
 from selfcascade.benchmarks.evidence import disc_family  # noqa: E402
 from selfcascade.models.demo import demo_model  # noqa: E402
 
@@ -119,13 +120,13 @@ def fit(config, model, contexts: dict[int, torch.Tensor], step_loss: StepLoss, s
     batches = training_batches(config, contexts)
     for step in range(1, min(config.steps, stop_after or config.steps) + 1):
         latents, context = next(batches)
-        loss = step_loss(model, model.process_latent_in(latents), context, generator)  # into model space, as samplers do
-
         lr = learning_rate(config, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with host_training():  # newer hosts' fused kernels have no autograd outside it
+            loss = step_loss(model, model.process_latent_in(latents), context, generator)  # into model space
+            loss.backward()
         optimizer.step()
         with torch.no_grad():
             for averaged, live in zip(ema.parameters(), net.parameters()):

@@ -69,7 +69,8 @@ def train(config: FlowTrainConfig, stop_after: Optional[int] = None,
     init_weights(model.diffusion_model, flow_zero_init)
     with torch.no_grad():
         for name, parameter in model.diffusion_model.named_parameters():
-            if name.endswith("norm.scale"):  # the QK RMSNorm gains, which comfy.ops leaves uninitialised
+            # the QK RMSNorm gains, which comfy.ops leaves uninitialised (ComfyUI 0.33 names them weight)
+            if name.endswith(("query_norm.scale", "key_norm.scale", "query_norm.weight", "key_norm.weight")):
                 parameter.fill_(1.0)
     contexts = {count: demo_model.count_context(count, config.seed) for count in (0, *demo_model.COUNTS)}
     model_sampling = model.model_sampling
