@@ -231,12 +231,17 @@ def provisioning() -> str:
 
 # which hosts the suite has run on
 
+MAX_NAMED_FAILURES = 3  # a table cell names this many of a run's failing tests
+
+
 @block("compatibility")
 def compatibility() -> str:
     runs = load(RESULTS / "compatibility.json")["runs"]
     lines = ["| ComfyUI | frontend | what ran | result | date |", "|---|---|---|---|---|"]
     for run in runs:
         result = f"{run['passed']} passed, {run['failed']} failed, {run['errors']} errors, {run['skipped']} skipped"
+        if run["not_passed"]:
+            result += ": " + ", ".join(f"`{name.rsplit('.', 1)[-1]}`" for name in run["not_passed"][:MAX_NAMED_FAILURES])
         lines.append(f"| {run['host']} | {run['frontend']} | {run['what']}, commit `{run['commit']}` "
                      f"(`{run['measured_by']}`) | {result} | {run['date']} |")
     return "\n".join(lines) + "\n"
