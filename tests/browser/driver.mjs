@@ -3,9 +3,10 @@
 // Requests and answers are JSON lines: {"op": ..., ...} -> {"ok": true, "value": ...} or
 // {"ok": false, "error": "..."}. Ops: open {url, watch} (watch: the URL path prefix of the extension
 // under test), evaluate {js, arg} (js is a function's source, called with arg in the page), hover {x, y}
-// (the mouse, in page pixels), screenshot {path, clip?, quality?}, problems (since the last call: console
-// errors, page errors, any console warning whose stack names a script under `watch` -- the frontend's
-// deprecation warnings among them -- and any 404 under `watch`), close. Debian's Chromium;
+// (the mouse, in page pixels), press {key} (a key, as a user types it), screenshot {path, clip?,
+// quality?}, problems (since the last call: console errors, page errors, any console warning whose
+// stack names a script under `watch` -- the frontend's deprecation warnings among them -- and any 404
+// under `watch`), close. Debian's Chromium;
 // playwright-core never downloads a browser. Every page records the stack of each setInterval call
 // (window.selfcascadeIntervals).
 import { createInterface } from "node:readline";
@@ -94,6 +95,11 @@ async function hover({ x, y }) {
   return null;
 }
 
+async function press({ key }) {
+  await page.keyboard.press(key);
+  return null;
+}
+
 async function takeProblems() {
   const warnings = await page.evaluate(() => window.selfcascadeWarnings.splice(0));
   return [...problems.splice(0), ...new Set(warnings.map((text) => `warning: ${text}`))];
@@ -115,7 +121,7 @@ async function close() {
 }
 
 // "close" only ends the loop below, which closes the browser (as does the end of stdin)
-const OPS = { open, evaluate, hover, screenshot, problems: takeProblems, close: async () => null };
+const OPS = { open, evaluate, hover, press, screenshot, problems: takeProblems, close: async () => null };
 
 const lines = createInterface({ input: process.stdin });
 for await (const line of lines) {

@@ -110,6 +110,9 @@ class Frontend:
     def hover(self, x: float, y: float) -> None:
         self._call("hover", x=x, y=y)
 
+    def press(self, key: str) -> None:
+        self._call("press", key=key)
+
     def screenshot(self, path: Path, clip: Optional[dict] = None, quality: Optional[int] = None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._call("screenshot", path=str(path), clip=clip, quality=quality)
