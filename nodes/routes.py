@@ -336,6 +336,13 @@ def model_type_of(config, state_dict: Mapping, prefix: str) -> str:
     return config.model_type(state_dict, prefix).name
 
 
+def detected_family(config, tensors: Mapping, prefix: str) -> tuple[Family, str]:
+    """The family of a model file the host detected as ``config``, and the ``ModelType`` name its loader gives it."""
+    model_type = model_type_of(config, tensors, prefix)
+    unet = "channel_mult" in config.unet_config
+    return family_of_config(type(config), model_type.startswith("V_PREDICTION"), unet), model_type
+
+
 @functools.lru_cache(maxsize=CACHED_FILES)
 def probe_file(path: str, modified_ns: int, size: int) -> dict:
     """The answer for one version of a file (the cache key is the version)."""
@@ -351,8 +358,7 @@ def probe_file(path: str, modified_ns: int, size: int) -> dict:
                 return {"error": f"ComfyUI recognises no diffusion model in '{name}'; choose a model file."}
             return facts(fallback_family("channel_mult" in unet_config,
                                          "ComfyUI recognises no model config in the file's shapes"))
-        model_type = model_type_of(config, SmallTensors(path, entries), prefix)
-        family = family_of_config(type(config), model_type.startswith("V_PREDICTION"), "channel_mult" in config.unet_config)
+        family, model_type = detected_family(config, SmallTensors(path, entries), prefix)
         return facts(family, config, model_type)
     except (ProbeError, FamilyError) as error:
         return {"error": str(error)}
@@ -409,8 +415,7 @@ def memory_model(path: str, modified_ns: int, size: int) -> MemoryModel:
     if config is None:
         raise ProbeError(f"ComfyUI recognises no model config in '{name}': no memory plan before the run.")
     tensors = SmallTensors(path, entries)
-    v_prediction = config.model_type(tensors, prefix).name.startswith("V_PREDICTION")
-    family = family_of_config(type(config), v_prediction, "channel_mult" in config.unet_config)
+    family, _ = detected_family(config, tensors, prefix)
     model = memory.meta_model(config, shapes, prefix, tensors)
     try:
         vae = memory.meta_vae(config, shapes)
