@@ -192,16 +192,20 @@ def train_and_write(config, train_fn: Callable, out: Path, log_path: Path, save:
     print(f"wrote {out} and {log_path}")
 
 
-def main() -> None:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def command_line(description: str, defaults, train_function, weights: Path, log_name: str, script: str) -> None:
+    """The demo trainers' command line: ``--seed`` and ``--steps`` over ``defaults``, ``--out`` for the weights
+    (the log ``log_name`` goes next to them); trains with ``train_function`` and writes both."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--out", type=Path, default=demo_model.WEIGHTS, help="weights file; the log goes next to it")
+    parser.add_argument("--out", type=Path, default=weights, help="weights file; the log goes next to it")
     args = parser.parse_args()
     config = dataclasses.replace(defaults, seed=args.seed, steps=args.steps)
-    train_and_write(config, train, args.out, args.out.parent / LOG_NAME, demo_model.save_weights,
-                    "benchmarks/evidence/train_base_model.py")
+    train_and_write(config, train_function, args.out, args.out.parent / log_name, demo_model.save_weights, script)
+
+
+def main() -> None:
+    command_line(__doc__, TrainConfig(), train, demo_model.WEIGHTS, LOG_NAME, "benchmarks/evidence/train_base_model.py")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ layer start at zero, so each block starts as identity and the model starts predi
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +31,7 @@ bootstrap()
 
 import torch  # noqa: E402
 
-from selfcascade.benchmarks.evidence.train_base_model import LogRow, fit, init_weights  # noqa: E402
-from selfcascade.benchmarks.evidence.train_base_model import train_and_write  # noqa: E402
+from selfcascade.benchmarks.evidence.train_base_model import LogRow, command_line, fit, init_weights  # noqa: E402
 from selfcascade.models.demo import demo_model, flow_demo_model  # noqa: E402
 
 # adaLN-Zero: modulations (shift, scale, gate) and the final projection start at zero
@@ -93,15 +90,8 @@ def train(config: FlowTrainConfig, stop_after: Optional[int] = None,
 
 
 def main() -> None:
-    defaults = FlowTrainConfig()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--out", type=Path, default=flow_demo_model.WEIGHTS, help="weights file; the log goes next to it")
-    args = parser.parse_args()
-    config = dataclasses.replace(defaults, seed=args.seed, steps=args.steps)
-    train_and_write(config, train, args.out, args.out.parent / flow_demo_model.LOG_NAME, demo_model.save_weights,
-                    "benchmarks/evidence/train_flow_model.py")
+    command_line(__doc__, FlowTrainConfig(), train, flow_demo_model.WEIGHTS, flow_demo_model.LOG_NAME,
+                 "benchmarks/evidence/train_flow_model.py")
 
 
 if __name__ == "__main__":
