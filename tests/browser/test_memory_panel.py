@@ -36,12 +36,17 @@ def stage_line(plan: str, start: str) -> str:
     return next(line for line in plan.splitlines() if line.startswith(start))
 
 
-@EVERY_FRONTEND
-def test_the_panel_shows_each_stages_memory_and_warns_before_queueing_when_one_will_not_fit(page, browsers):
+def put_header_only_sd15(browsers) -> None:
+    """A full-size SD1.5 checkpoint in the server's checkpoints folder whose data is never read (header only)."""
     checkpoint = Path(browsers._model_paths["checkpoints"]) / SD15
     if not checkpoint.exists():
         write_header_only(checkpoint, {key: torch.empty(value.shape, device="meta")
                                        for key, value in checkpoint_layout("sd15").items()})
+
+
+@EVERY_FRONTEND
+def test_the_panel_shows_each_stages_memory_and_warns_before_queueing_when_one_will_not_fit(page, browsers):
+    put_header_only_sd15(browsers)
     try:
         set_budget(page, 1000)
         page.helper("build", {"nodes": [
@@ -81,10 +86,7 @@ def test_the_panel_shows_each_stages_memory_and_warns_before_queueing_when_one_w
 
 @EVERY_FRONTEND
 def test_the_vae_loader_behind_the_decode_is_the_vae_asked_about(page, browsers):
-    checkpoint = Path(browsers._model_paths["checkpoints"]) / SD15
-    if not checkpoint.exists():
-        write_header_only(checkpoint, {key: torch.empty(value.shape, device="meta")
-                                       for key, value in checkpoint_layout("sd15").items()})
+    put_header_only_sd15(browsers)
     page.helper("watchRequests")
     page.helper("build", {"nodes": [
         {"key": "ckpt", "type": "CheckpointLoaderSimple", "widgets": {"ckpt_name": SD15}},
