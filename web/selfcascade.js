@@ -124,8 +124,7 @@ function settingValue(node, name, path, hops = 0) {
 // loader shows); otherwise a phrase for the panel.
 function baseSize(node, spec, path) {
   if (spec.image) return imageSize(node, spec, path);
-  const slot = node.inputs?.findIndex((input) => input.name === spec.latent) ?? -1;
-  const from = slot >= 0 ? source(node, slot, path) : null;
+  const from = inputSource(node, spec.latent, path);
   const latent = from?.node;
   if (latent && SIZED_LATENTS.includes(latent.type)) {
     return { width: settingValue(latent, "width", from.path), height: settingValue(latent, "height", from.path) };
@@ -135,8 +134,7 @@ function baseSize(node, spec, path) {
 }
 
 function imageSize(node, spec, path) {
-  const slot = node.inputs?.findIndex((input) => input.name === spec.image) ?? -1;
-  const loader = (slot >= 0 ? source(node, slot, path) : null)?.node;
+  const loader = inputSource(node, spec.image, path)?.node;
   const picture = loader?.imgs?.[0];
   if (picture?.naturalWidth) return { width: picture.naturalWidth, height: picture.naturalHeight };
   if (IMAGE_LOADERS.includes(loader?.type)) waitForPicture(loader);
@@ -220,8 +218,7 @@ function memoryQuery(node, spec, path) {
   const loader = modelLoader(node, spec, path);
   if (!loader?.loader || !loader.file) return {}; // a model not read from a file (the demo model): nothing to ask
   const query = { loader: loader.loader, file: loader.file };
-  const latentSlot = spec.latent ? node.inputs?.findIndex((input) => input.name === spec.latent) ?? -1 : -1;
-  const latent = latentSlot >= 0 ? source(node, latentSlot, path) : null;
+  const latent = spec.latent ? inputSource(node, spec.latent, path) : null;
   for (const [widget, name] of [["batch_size", "batch"], ["length", "length"]]) {
     const value = latent?.node ? Number(settingValue(latent.node, widget, latent.path)) : NaN;
     if (Number.isInteger(value) && value > 0) query[name] = value;
@@ -245,6 +242,7 @@ function decoderAfter(node) {
   return (node.getOutputNodes?.(0) ?? []).find((target) => DECODERS.includes(target?.type)) ?? null;
 }
 
+// What feeds input `name` of `node` ({node, slot, path} or a value; null: no such input, or nothing linked).
 function inputSource(node, name, path) {
   const slot = node.inputs?.findIndex((input) => input.name === name) ?? -1;
   return slot >= 0 ? source(node, slot, path) : null;
