@@ -72,9 +72,10 @@ import comfy.supported_models_base
 import comfy.utils
 import folder_paths
 
+from ..models.demo import flow_demo_model
 from ..sampling import limits, memory
 from ..sampling.cascade import CascadeSettings
-from ..sampling.families import DEMO, Family, FamilyError, fallback_family, family_of_config
+from ..sampling.families import DEMO, DEMO_FLOW, Family, FamilyError, fallback_family, family_of_config
 from ..sampling.plan import StageSize, plan_from_settings
 from ..sampling.schedule import StopCheck, host_model_sampling, k_axis_of, pivot_sigmas, snr_of_sigma
 
@@ -90,7 +91,10 @@ PLAN_QUERY = (limits.BASE_WIDTH, limits.BASE_HEIGHT, *limits.CASCADE, limits.SIZ
               limits.UPSCALE_PLAN, limits.K_AXIS, limits.SAMPLING, limits.SHIFT)
 LOADER_FOLDERS = {"CheckpointLoaderSimple": "checkpoints", "ImageOnlyCheckpointLoader": "checkpoints",
                   "unCLIPCheckpointLoader": "checkpoints", "UNETLoader": "diffusion_models"}
-FILELESS_LOADERS = {"SelfCascadeDemoModel": DEMO}
+# the demo model node picks a built-in model with its architecture widget, sent as the file: (family,
+# sampling, shift) as it loads
+FILELESS_LOADERS = {"SelfCascadeDemoModel": {"": (DEMO, None, None), "unet": (DEMO, None, None),
+                                             "flow": (DEMO_FLOW, "FLOW", flow_demo_model.SHIFT)}}
 MAX_LOADER_CHARS = 100
 MAX_FILE_CHARS = 1024
 MAX_HEADER_BYTES = 16 << 20  # a real checkpoint's header is a few hundred KiB
@@ -511,7 +515,12 @@ async def get_family(request: web.Request) -> web.Response:
     except ProbeError as error:
         return web.json_response({"error": str(error)})
     if folder is None:
-        return web.json_response(facts(FILELESS_LOADERS[loader]))
+        built_in = FILELESS_LOADERS[loader].get(file_name)
+        if built_in is None:
+            return web.json_response({"error": f"{loader} has no model '{file_name}' (it has "
+                                               f"{', '.join(name for name in FILELESS_LOADERS[loader] if name)})."})
+        family, sampling, shift = built_in
+        return web.json_response({**facts(family), "sampling": sampling, "shift": shift})
     too_slow = f"reading '{file_name}' took longer than {PROBE_TIMEOUT_S:g} s (a slow disk?); try again."
     return await answer_off_loop(lambda stop_check: probe(folder, file_name, stop_check), too_slow, PROBE_TIMEOUT_S)
 

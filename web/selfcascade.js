@@ -27,11 +27,13 @@ const IMAGE_WAITS = 20; // at most this often per file (a missing file never arr
 // empty-latent nodes whose width/height widgets are the base size in pixels
 const SIZED_LATENTS = ["EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"];
 const BASE_LATENT = "SelfCascadeBaseLatent";
-// loaders the family route knows: node type -> the widget naming the file (null: the node has none)
+// loaders the family route knows: node type -> the widget naming the file (or, for the demo model, which
+// built-in model: unet or flow, sent as its file)
 const FAMILY_LOADERS = {
   CheckpointLoaderSimple: "ckpt_name", ImageOnlyCheckpointLoader: "ckpt_name", unCLIPCheckpointLoader: "ckpt_name",
-  UNETLoader: "unet_name", SelfCascadeDemoModel: null,
+  UNETLoader: "unet_name", SelfCascadeDemoModel: "architecture",
 };
+const BUILT_IN_MODELS = new Set(["SelfCascadeDemoModel"]); // no file on disk: no memory estimate to ask for
 const ASSUMED_MULTIPLE = 8;
 // the memory plan: a frontend setting to plan for another device (GiB; 0: the server device's free memory)
 const MEMORY_BUDGET_SETTING = "SelfCascade.MemoryBudgetGiB";
@@ -216,7 +218,7 @@ function familyOf(loader) {
 // either, and a device budget.
 function memoryQuery(node, spec, path) {
   const loader = modelLoader(node, spec, path);
-  if (!loader?.loader || !loader.file) return {}; // a model not read from a file (the demo model): nothing to ask
+  if (!loader?.loader || !loader.file || BUILT_IN_MODELS.has(loader.loader)) return {}; // nothing to ask
   const query = { loader: loader.loader, file: loader.file };
   const latent = spec.latent ? inputSource(node, spec.latent, path) : null;
   for (const [widget, name] of [["batch_size", "batch"], ["length", "length"]]) {

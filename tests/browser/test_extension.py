@@ -315,3 +315,25 @@ def test_a_shift_node_plans_on_the_models_own_schedule_and_shows_sigma_and_snr(p
     sigma, snr = float(line.split("sigma ")[1].split()[0]), float(line.split("SNR ")[1].split()[0])
     assert abs(sigma - stage["sigma"]) < 0.005 and abs(snr - stage["snr"]) < 0.01 * stage["snr"] + 1e-3
     assert 0.08 < snr < 0.12  # near the paper's 0.090 at K 0.7 at Wan's shift 8 (the percent axis: 0.003)
+
+
+def test_the_flow_demo_model_is_planned_on_its_patch_size_and_flow_schedule(page):
+    """The demo model node's architecture widget picks the family the panel plans with."""
+    page.helper("watchRequests")
+    page.helper("build", {"nodes": [
+        {"key": "demo", "type": "SelfCascadeDemoModel", "widgets": {"architecture": "flow"}},
+        {"key": "base", "type": "SelfCascadeBaseLatent", "widgets": {"target_width": 128, "target_height": 128},
+         "links": {"model": ["demo", "MODEL"]}},
+        {"key": "sampler", "type": "SelfCascadeKSampler", "widgets": {"steps": 20},
+         "links": {"model": ["demo", "MODEL"], "positive": ["demo", "positive"], "negative": ["demo", "negative"],
+                   "latent_image": ["base", "LATENT"]}},
+    ]})
+    sampler = page.helper("nodeIdsOfType", "SelfCascadeKSampler")[0]
+    plan = panel_when(page, sampler, "Plan (selfcascade-demo-flow, sizes in multiples of 4 px):")
+    assert "  sigma " in plan and "SNR" in plan, plan
+    asked = [parse_qs(urlparse(route).query) for route in page.helper("requests")]
+    family = [query for route, query in zip(page.helper("requests"), asked) if route.startswith("/selfcascade/family")]
+    assert family == [{"loader": ["SelfCascadeDemoModel"], "file": ["flow"]}], family
+    plans = [query for route, query in zip(page.helper("requests"), asked) if route.startswith("/selfcascade/plan")]
+    assert (plans[-1]["multiple"], plans[-1]["sampling"], plans[-1]["shift"]) == (["4"], ["FLOW"], ["3"])
+    assert "file" not in plans[-1]  # a built-in model: no file for a memory estimate

@@ -99,6 +99,9 @@ def facts(name, known, latent_factor, size_multiple, width, height, sampling=Non
     ("UNETLoader", "chroma_radiance.safetensors", facts("chroma-radiance", True, 1, 16, 1024, 1024, "FLUX")),
     ("CheckpointLoaderSimple", "tiny_sd15.safetensors", facts("unet", False, 8, 8, 512, 512)),  # no host config fits
     ("SelfCascadeDemoModel", "", facts("selfcascade-demo", True, 1, 8, 32, 32)),
+    ("SelfCascadeDemoModel", "unet", facts("selfcascade-demo", True, 1, 8, 32, 32)),
+    # the flow demo model: its patch size, and the sampling the panel needs for each stage's sigma and SNR
+    ("SelfCascadeDemoModel", "flow", facts("selfcascade-demo-flow", True, 1, 4, 32, 32, "FLOW", 3.0)),
 ])
 def test_the_family_of_a_loader_s_file(comfy, loader, file, expected):
     assert family(comfy, loader=loader, file=file) == expected
@@ -114,6 +117,7 @@ def test_the_family_of_a_loader_s_file(comfy, loader, file, expected):
     ({"loader": "CheckpointLoaderSimple", "file": "huge_header.safetensors"}, ["-byte header (more than 16 MiB)"]),
     ({"loader": "CheckpointLoaderSimple", "file": "truncated.safetensors"}, ["truncated"]),
     ({"loader": "CheckpointLoaderSimple", "file": "not_json.safetensors"}, ["its header is not JSON"]),
+    ({"loader": "SelfCascadeDemoModel", "file": "dit"}, ["SelfCascadeDemoModel has no model 'dit'", "unet, flow"]),
 ])
 def test_questions_it_cannot_answer_get_an_error_and_the_server_keeps_serving(comfy, query, fragments):
     answer = family(comfy, **query)
