@@ -22,8 +22,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .modules import (INJECTIONS, OFFICIAL_SDXL, OFFICIAL_SDXL_POINTS, VARIANTS, AdapterSpec, UpsamplerAdapter,
-                      build_module)
+from .modules import (ALL_VARIANTS, BACKBONE, DIT_POINT_KINDS, DIT_VARIANTS, INJECTIONS, OFFICIAL_SDXL,
+                      OFFICIAL_SDXL_POINTS, UNET_POINT_KINDS, AdapterSpec, UpsamplerAdapter, build_module)
 
 FORMAT = "selfcascade.upsampler_adapter"
 FORMAT_VERSION = 1
@@ -116,7 +116,7 @@ def spec_from_metadata(metadata: Mapping[str, str], source: str) -> AdapterSpec:
     if int(version) > FORMAT_VERSION:
         raise AdapterError(f"{source}: adapter format version {version} is newer than this node pack reads "
                            f"({FORMAT_VERSION}); update Self-Cascade for ComfyUI.")
-    variant = _choice(_json(metadata, "variant", source), "variant", source, VARIANTS)
+    variant = _choice(_json(metadata, "variant", source), "variant", source, ALL_VARIANTS)
     injection = _choice(_json(metadata, "injection", source), "injection", source, INJECTIONS)
     family = _json(metadata, "family", source)
     if not isinstance(family, str) or not re.fullmatch(r"[a-z0-9_.-]{1,32}", family):
@@ -127,11 +127,16 @@ def spec_from_metadata(metadata: Mapping[str, str], source: str) -> AdapterSpec:
             or len(points) != len(channels):
         raise AdapterError(f"{source}: metadata 'channels' and 'points' must be lists of equal length 1..{MAX_POINTS}.")
     channels = tuple(_int(c, "channels", source, 1, 65536) for c in channels)
+    kinds = DIT_POINT_KINDS if variant in DIT_VARIANTS else UNET_POINT_KINDS  # a DiT's blocks, or a UNet's
     parsed_points = []
     for point in points:
-        if not (isinstance(point, list) and len(point) == 2 and point[0] in ("input", "middle")):
-            raise AdapterError(f"{source}: metadata 'points' entries must be [\"input\"|\"middle\", index], got {point!r}.")
+        if not (isinstance(point, list) and len(point) == 2 and point[0] in kinds):
+            raise AdapterError(f"{source}: metadata 'points' entries of a {variant} adapter must be "
+                               f"[{'|'.join(json.dumps(kind) for kind in kinds)}, index], got {point!r}.")
         parsed_points.append((point[0], _int(point[1], "points", source, 0, 1024)))
+    if variant in DIT_VARIANTS and injection != BACKBONE:
+        raise AdapterError(f"{source}: a {variant} adapter adds to the image tokens after its blocks (injection "
+                           f"'{BACKBONE}'), not '{injection}'; the file is corrupt.")
     k_range = _json(metadata, "k_range", source)
     if not (isinstance(k_range, list) and len(k_range) == 2 and all(type(k) in (int, float) for k in k_range)
             and 0.0 <= k_range[0] < k_range[1] <= 1.0):
@@ -147,6 +152,9 @@ def spec_from_metadata(metadata: Mapping[str, str], source: str) -> AdapterSpec:
                        injection, tuple(parsed_points), (float(k_range[0]), float(k_range[1])),
                        _int(_json(metadata, "rank", source), "rank", source, 1, 1024),
                        _int(_json(metadata, "time_dim", source), "time_dim", source, 1, 4096), provenance)
+    if variant in DIT_VARIANTS and spec.emb_dim % 2:
+        raise AdapterError(f"{source}: metadata 'emb_dim' of a {variant} adapter is the width of a sinusoidal "
+                           f"embedding (cosines and sines), so even; got {spec.emb_dim}.")
     if variant == OFFICIAL_SDXL and (spec.points != OFFICIAL_SDXL_POINTS or family != "sdxl"):
         raise AdapterError(f"{source}: an official-sdxl adapter must have SDXL's points {list(OFFICIAL_SDXL_POINTS)}.")
     return spec

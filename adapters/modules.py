@@ -8,6 +8,10 @@ feature. Two variants:
   a per-channel output scale initialised to zero, so an untrained adapter is an exact no-op.
 - ``official-sdxl``: the released SDXL modules (``feature_upsampler0..3`` of upsampler_only.pth),
   two LDM ResBlocks each, the first with nearest x2 (145.5M parameters).
+- ``dit-lite``: the lite design for Flux-style transformers (issue 22): the pivot's image tokens laid
+  out on the pivot's token grid, bilinear to the high-resolution token grid, two LiteBlocks, a zero
+  output scale; time-aware through the sinusoidal embedding of the call's timestep (the model's own
+  ``vec`` is a tuple of modulations on Flux.2, so it is not a portable input).
 
 Every layer casts its weights to the input's device and dtype at call time, so one stored copy
 serves fp32, fp16 and bf16 models and gradients still reach the stored weights.
@@ -24,14 +28,23 @@ from torch import nn
 
 LITE = "lite"
 OFFICIAL_SDXL = "official-sdxl"
-VARIANTS = (LITE, OFFICIAL_SDXL)
+DIT_LITE = "dit-lite"
+VARIANTS = (LITE, OFFICIAL_SDXL)  # UNet variants (the training node's choices)
+DIT_VARIANTS = (DIT_LITE,)
+ALL_VARIANTS = VARIANTS + DIT_VARIANTS  # what an adapter file may name
 SKIP = "skip"  # paper: add to the skip feature the matching output block consumes
 BACKBONE = "backbone"  # official code: add to the encoder path after the block
 INJECTIONS = (SKIP, BACKBONE)
-DEFAULT_INJECTION = {LITE: SKIP, OFFICIAL_SDXL: BACKBONE}
+DEFAULT_INJECTION = {LITE: SKIP, OFFICIAL_SDXL: BACKBONE, DIT_LITE: BACKBONE}
 
-Point = tuple[str, int]  # a block as ComfyUI's transformer_options["block"] names it: ("input", 3), ("middle", 0)
+# a block as the host names it: UNet transformer_options["block"] ("input", 3), ("middle", 0); Flux
+# patches_replace["dit"] keys ("double_block", 0), ("single_block", 2)
+Point = tuple[str, int]
 MIDDLE: Point = ("middle", 0)
+UNET_POINT_KINDS = ("input", "middle")
+DIT_POINT_KINDS = ("double_block", "single_block")
+DIT_MAX_POINTS = 4  # as the UNet variants' four points on SDXL
+DIT_TIME_DIM = 256  # width of the sinusoidal timestep embedding (Flux feeds the same width to its time_in)
 OFFICIAL_SDXL_POINTS: tuple[Point, ...] = (("input", 3), ("input", 6), ("input", 8), MIDDLE)
 LITE_RANK = 4
 LITE_TIME_DIM = 16
@@ -53,9 +66,14 @@ class AdapterSpec:
     time_dim: int = LITE_TIME_DIM  # lite only: width of the shared time projection
     provenance: Mapping[str, object] = field(default_factory=dict)
 
+    @property
+    def dit(self) -> bool:
+        """Made for a Flux-style transformer (else for a UNet)."""
+        return self.variant in DIT_VARIANTS
+
     def summary(self) -> str:
         """A few lines for the UI."""
-        points = ", ".join("middle" if p == MIDDLE else f"input {p[1]}" for p in self.points)
+        points = ", ".join("middle" if p == MIDDLE else f"{p[0].removesuffix('_block')} {p[1]}" for p in self.points)
         lines = [f"{self.variant} upsampler adapter for {self.family}",
                  f"injection: {self.injection} at {points}",
                  f"channels: {', '.join(map(str, self.channels))}; embedding width {self.emb_dim}",
@@ -98,6 +116,31 @@ def unet_layout(unet_config: Mapping) -> UNetLayout:
         points.append(("input", block))
         channels.append(mult * width)
     return UNetLayout((*points, MIDDLE), (*channels, channels[-1]), 4 * width)
+
+
+@dataclass(frozen=True)
+class DiTLayout:
+    """Where a Flux-style transformer's adapter features are taken and added, from its own config."""
+
+    points: tuple[Point, ...]
+    channels: tuple[int, ...]
+
+
+def dit_layout(dit_config: Mapping) -> DiTLayout:
+    """Up to four points at the ends of equal chunks of the first half of the block stack (double-stream
+    blocks, then single-stream blocks): the transformer's counterpart of a UNet's encoder and middle.
+
+    Flux.1 (19 double + 38 single blocks) gives double 6, double 13, single 1, single 9; the pivot
+    pass runs those first 29 blocks on a quarter of the tokens.
+    """
+    blocks = [("double_block", i) for i in range(dit_config["depth"])]
+    blocks += [("single_block", i) for i in range(dit_config["depth_single_blocks"])]
+    if not blocks:
+        raise ValueError("the transformer has no blocks: no place for an upsampler adapter.")
+    first_half = blocks[:(len(blocks) + 1) // 2]
+    count = min(DIT_MAX_POINTS, len(first_half))
+    points = tuple(first_half[(k + 1) * len(first_half) // count - 1] for k in range(count))
+    return DiTLayout(points, (dit_config["hidden_size"],) * count)
 
 
 def _cast(tensor: Optional[torch.Tensor], like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -214,33 +257,105 @@ class LiteUpsamplers(nn.Module):
         return [upsampler(f, time) for upsampler, f in zip(self.upsamplers, features)]
 
 
+def timestep_sinusoid(timesteps: torch.Tensor, dim: int, time_factor: float = 1000.0) -> torch.Tensor:
+    """The sinusoidal embedding Flux gives its time_in (cos, then sin), of timesteps in [0, 1]."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
+    angles = time_factor * timesteps.float()[:, None] * frequencies[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def tokens_to_grid(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(batch, rows * columns, C) row-major tokens, as Flux lays them out -> (batch, C, rows, columns)."""
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
+
+
+class DiTUpsampler(nn.Module):
+    """Pivot tokens on their grid, bilinear to the high-resolution grid, two LiteBlocks, zero output scale."""
+
+    def __init__(self, channels: int, rank: int, time_dim: int):
+        super().__init__()
+        self.blocks = nn.ModuleList([LiteBlock(channels, rank, time_dim), LiteBlock(channels, rank, time_dim)])
+        self.scale = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, tokens: torch.Tensor, time: torch.Tensor, grid: tuple[int, int],
+                target: tuple[int, int]) -> torch.Tensor:
+        h = F.interpolate(tokens_to_grid(tokens, grid), size=target, mode="bilinear", align_corners=False)
+        for block in self.blocks:
+            h = block(h, time)
+        h = h * _cast(self.scale, h)[:, None, None]
+        return h.flatten(2).transpose(1, 2)
+
+
+class DiTUpsamplers(nn.Module):
+    """All points' DiTUpsamplers; time-awareness from the timestep's sinusoid through one shared projection."""
+
+    def __init__(self, channels: tuple[int, ...], emb_dim: int = DIT_TIME_DIM, rank: int = LITE_RANK,
+                 time_dim: int = LITE_TIME_DIM):
+        super().__init__()
+        self.emb_dim = emb_dim
+        self.time_proj = Linear(emb_dim, time_dim)
+        self.upsamplers = nn.ModuleList(DiTUpsampler(c, rank, time_dim) for c in channels)
+
+    def forward(self, features: list[torch.Tensor], timesteps: torch.Tensor, grid: tuple[int, int],
+                target: tuple[int, int]) -> list[torch.Tensor]:
+        """``features``: (batch, rows * columns, C) image tokens of the pivot on ``grid``; returns them on ``target``."""
+        sinusoid = timestep_sinusoid(timesteps, self.emb_dim).to(features[0].dtype)
+        time = F.silu(self.time_proj(sinusoid))
+        return [upsampler(f, time, grid, target) for upsampler, f in zip(self.upsamplers, features)]
+
+
 def build_module(spec: AdapterSpec) -> nn.Module:
     """A freshly initialised module for ``spec`` (build under ``torch.device("meta")`` to only get shapes)."""
     if spec.variant == LITE:
         return LiteUpsamplers(spec.channels, spec.emb_dim, spec.rank, spec.time_dim)
     if spec.variant == OFFICIAL_SDXL:
         return OfficialUpsamplers(spec.channels, spec.emb_dim)
-    raise ValueError(f"unknown adapter variant '{spec.variant}'; choose one of {', '.join(VARIANTS)}.")
+    if spec.variant == DIT_LITE:
+        return DiTUpsamplers(spec.channels, spec.emb_dim, spec.rank, spec.time_dim)
+    raise ValueError(f"unknown adapter variant '{spec.variant}'; choose one of {', '.join(ALL_VARIANTS)}.")
+
+
+def is_flux_transformer(model) -> bool:
+    """A ComfyUI MODEL whose diffusion model is the host's Flux transformer (Flux.1, Flux.2, the flow demo model),
+    by class identity (not a subclass, whose forward may differ)."""
+    diffusion_model = model.model.diffusion_model
+    return type(diffusion_model).__module__ == "comfy.ldm.flux.model" and type(diffusion_model).__name__ == "Flux"
 
 
 def new_adapter(model, variant: str = LITE, injection: Optional[str] = None,
                 k_range: tuple[float, float] = PAPER_K_RANGE) -> UpsamplerAdapter:
-    """A fresh (untrained) adapter shaped for ``model``, a ComfyUI MODEL with a UNet.
+    """A fresh (untrained) adapter shaped for ``model``: a UNet variant for a ComfyUI MODEL with a UNet,
+    ``dit-lite`` for one with a Flux-style transformer.
 
     ``injection`` defaults to the variant's own: ``skip`` for lite (paper), ``backbone`` for
-    official-sdxl (released code).
+    official-sdxl (released code) and dit-lite (the image tokens after the block).
     """
     # imported here: the package's model-family table, not needed by the standalone file format
     from ..sampling.families import detect_family
 
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown adapter variant '{variant}'; choose one of {', '.join(VARIANTS)}.")
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f"unknown adapter variant '{variant}'; choose one of {', '.join(ALL_VARIANTS)}.")
     injection = injection or DEFAULT_INJECTION[variant]
     if injection not in INJECTIONS:
         raise ValueError(f"unknown injection '{injection}'; choose one of {', '.join(INJECTIONS)}.")
     family = detect_family(model)
+    if variant in DIT_VARIANTS:
+        if not is_flux_transformer(model):
+            raise ValueError(f"the {variant} adapter needs a Flux-style transformer (Flux.1, Flux.2, the flow demo "
+                             f"model); this is a {family.name} model: use variant 'lite' for a UNet.")
+        if injection != BACKBONE:
+            raise ValueError(f"the {variant} adapter adds to the image tokens after its blocks (injection "
+                             f"'{BACKBONE}'); '{injection}' is for UNets.")
+        layout = dit_layout(model.model.model_config.unet_config)
+        spec = AdapterSpec(variant, family.name, layout.channels, DIT_TIME_DIM, injection, layout.points, k_range)
+        return UpsamplerAdapter(spec, build_module(spec))
+    if is_flux_transformer(model):
+        raise ValueError(f"the {variant} adapter is for UNets; this is a {family.name} transformer: use variant "
+                         f"'{DIT_LITE}'.")
     if not family.unet:
-        raise ValueError(f"upsampler adapters need a UNet model (SD1.x, SD2.x, SDXL); this is a {family.name} model.")
+        raise ValueError(f"upsampler adapters need a UNet model (SD1.x, SD2.x, SDXL) or a Flux-style transformer; "
+                         f"this is a {family.name} model.")
     layout = unet_layout(model.model.model_config.unet_config)
     if variant == OFFICIAL_SDXL and (family.name != "sdxl" or layout.points != OFFICIAL_SDXL_POINTS):
         raise ValueError(f"the official-sdxl layout needs an SDXL model; this is a {family.name} model: use variant 'lite'.")

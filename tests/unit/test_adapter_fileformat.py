@@ -18,7 +18,8 @@ from selfcascade.adapters.fileformat import (FORMAT_VERSION, MAX_PTH_BYTES, MAX_
                                              AdapterError, WriteFailed, check_weights, convert_official_adapter,
                                              from_official_keys, load_adapter, official_spec, replaced_atomically,
                                              save_adapter, spec_to_metadata, to_official_keys)
-from selfcascade.adapters.modules import LITE, OFFICIAL_SDXL_POINTS, AdapterSpec, UpsamplerAdapter, build_module
+from selfcascade.adapters.modules import (DIT_LITE, DIT_TIME_DIM, LITE, OFFICIAL_SDXL_POINTS, AdapterSpec, UpsamplerAdapter,
+                                          build_module)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_WIDTHS = (32, 64, 128, 128)  # tests/tiny_pack's SDXL: model_channels 32, channel_mult 1, 2, 4
@@ -123,6 +124,42 @@ def _rewrite_metadata(path: Path, **changes) -> None:
 def test_bad_metadata_is_refused_with_a_reason(tmp_path, changes, message):
     path = tmp_path / "a.safetensors"
     save_adapter(path, lite_adapter())
+    _rewrite_metadata(path, **changes)
+    with pytest.raises(AdapterError, match=message):
+        load_adapter(path)
+
+
+def dit_adapter(seed=0) -> UpsamplerAdapter:
+    torch.manual_seed(seed)
+    spec = AdapterSpec(DIT_LITE, "flux", (64, 64), DIT_TIME_DIM, "backbone", (("double_block", 0), ("single_block", 1)),
+                       provenance={"steps": 10})
+    return UpsamplerAdapter(spec, build_module(spec))
+
+
+def test_dit_adapter_round_trips_with_its_variant_family_and_points(tmp_path):
+    adapter = dit_adapter()
+    save_adapter(tmp_path / "d.safetensors", adapter)
+    loaded = load_adapter(tmp_path / "d.safetensors")
+    assert loaded.spec == adapter.spec and loaded.spec.dit
+    metadata = spec_to_metadata(adapter.spec)
+    assert json.loads(metadata["variant"]) == "dit-lite" and json.loads(metadata["family"]) == "flux"
+    assert json.loads(metadata["points"]) == [["double_block", 0], ["single_block", 1]]
+    for (key, value), (key2, value2) in zip(adapter.module.state_dict().items(), loaded.module.state_dict().items()):
+        assert key == key2 and torch.equal(value, value2)
+
+
+@pytest.mark.parametrize("make, changes, message", [
+    (dit_adapter, {"points": json.dumps([["input", 3], ["middle", 0]])},
+     r"'points' entries of a dit-lite adapter must be \[.double_block.\|.single_block., index\]"),
+    (lite_adapter, {"points": json.dumps([["double_block", 0]] * 4)},
+     r"'points' entries of a lite adapter must be \[.input.\|.middle., index\]"),
+    (dit_adapter, {"injection": json.dumps("skip")}, "adds to the image tokens after its blocks"),
+    (dit_adapter, {"emb_dim": json.dumps(255)}, "so even; got 255"),
+    (dit_adapter, {"points": json.dumps([["double_block", 0], ["single_block", 5000]])}, r"'points' must be an integer"),
+])
+def test_dit_metadata_is_parsed_as_strictly_as_the_unets(tmp_path, make, changes, message):
+    path = tmp_path / "a.safetensors"
+    save_adapter(path, make())
     _rewrite_metadata(path, **changes)
     with pytest.raises(AdapterError, match=message):
         load_adapter(path)
