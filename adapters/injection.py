@@ -1,5 +1,8 @@
 """Upsampler adapters on a ComfyUI MODEL: a DIFFUSION_MODEL wrapper and two block patches on a clone.
 
+This module injects the UNet variants and dispatches a DiT adapter to ``dit_injection`` (Flux-style
+transformers), which builds on the ``PivotInjection`` both share.
+
 Per UNet call the wrapper runs the UNet's own input blocks and middle block on the clean pivot
 (the previous stage's latent, at half the high-resolution size) with the call's timesteps,
 context and ``y``, computes phi_n(pivot feature, emb) for every point and leaves them in the
@@ -39,7 +42,7 @@ import comfy.utils
 
 from ..sampling.families import detect_family
 from .fileformat import AdapterError
-from .modules import BACKBONE, MIDDLE, Point, UpsamplerAdapter, unet_layout
+from .modules import BACKBONE, DIT_LITE, MIDDLE, Point, UpsamplerAdapter, is_flux_transformer, unet_layout
 
 if TYPE_CHECKING:
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
@@ -86,9 +89,18 @@ def _describe(adapter: UpsamplerAdapter) -> str:
 
 def check_compatible(adapter: UpsamplerAdapter, model) -> None:
     """Raise AdapterError naming the mismatch when ``adapter`` cannot be injected into ``model``
-    (or into any model, on a host without the UNet helpers)."""
-    unet_class, _, _ = host_helpers()
+    (or into any model, on a host without the helpers its injection needs)."""
+    if adapter.spec.dit:
+        from .dit_injection import check_dit_compatible  # builds on this module: imported when used
+
+        check_dit_compatible(adapter, model)
+        return
     family = detect_family(model)
+    if is_flux_transformer(model):
+        raise AdapterError(f"{_describe(adapter)} needs a UNet model (SD1.x, SD2.x, SDXL), but this is a "
+                           f"{family.name} model (a Flux-style transformer): load a {DIT_LITE} adapter made for "
+                           f"{family.name}, or use the tuning-free cascade without an adapter.")
+    unet_class, _, _ = host_helpers()
     unet = model.model.diffusion_model
     if not family.unet or not isinstance(unet, unet_class):
         raise AdapterError(f"{_describe(adapter)} needs a UNet model (SD1.x, SD2.x, SDXL), but this is a "
@@ -159,20 +171,23 @@ def _fit(feature: torch.Tensor, target: torch.Tensor, point: Point) -> torch.Ten
     return feature
 
 
-class UpsamplerInjection:
-    """One adapter with one pivot on one model clone; shared (not copied) by later clones."""
+class PivotInjection:
+    """One adapter with one pivot on one model clone; shared (not copied) by later clones.
+
+    What the UNet and the DiT injections share: the pivot at the call's size, the sigma window, the
+    host's load hooks and the per-run count of calls that ``check_applied`` reads.
+    """
+
+    added_by = "its output block patch"  # the patch that adds the features, for check_applied's message
 
     def __init__(self, adapter: UpsamplerAdapter, pivot: torch.Tensor, strength: float,
-                 sigma_start: float, sigma_end: float, input_blocks: int):
+                 sigma_start: float, sigma_end: float):
         self.adapter = adapter
         self.pivot = pivot  # model space, the previous stage's size
         self.strength = strength
         self.sigma_start, self.sigma_end = sigma_start, sigma_end
         self.key = f"selfcascade_upsampler_{uuid.uuid4().hex[:12]}"
         self.points = adapter.spec.points
-        self.backbone = adapter.spec.injection == BACKBONE
-        # skip mode: the skip of input block i is consumed by output block (input_blocks - 1 - i)
-        self.skip_of_output = {input_blocks - 1 - p[1]: p for p in self.points if p != MIDDLE}
         self._resized: Optional[torch.Tensor] = None
         # per sampling run: wrapper calls, those that computed features, and calls that added them
         self.wrapper_calls = self.active_calls = self.applied_calls = 0
@@ -180,7 +195,7 @@ class UpsamplerInjection:
     def __deepcopy__(self, memo):
         return self
 
-    def to(self, device_or_dtype) -> "UpsamplerInjection":
+    def to(self, device_or_dtype) -> "PivotInjection":
         """The host's load hook: the pivot follows the device; dtypes need nothing (modules cast at call time)."""
         if isinstance(device_or_dtype, torch.device):
             self.pivot = self.pivot.to(device_or_dtype)
@@ -207,13 +222,6 @@ class UpsamplerInjection:
             self._resized = resized
         return comfy.utils.repeat_to_batch_size(resized, x.shape[0])
 
-    def _pivot_features(self, unet: UNetModel, x, timesteps, context, y, transformer_options, kwargs):
-        """The UNet's own embedding, and its encoder + middle features of the pivot at every point."""
-        patches = {k: v for k, v in transformer_options.get("patches", {}).items() if k not in _BLOCK_PATCHES}
-        extra = {name: kwargs.get(name) for name in ("time_context", "num_video_frames", "image_only_indicator")}
-        return encoder_features(unet, self._pivot_for(x), timesteps, context, y,
-                                {**transformer_options, "patches": patches}, self.points, extra)
-
     def reset_counts(self) -> None:
         self.wrapper_calls = self.active_calls = self.applied_calls = 0
 
@@ -227,7 +235,7 @@ class UpsamplerInjection:
         if self.wrapper_calls == 0:
             hook = f"its {comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL} wrapper was never called"
         elif self.active_calls and not self.applied_calls:
-            hook = "its output block patch was never called"
+            hook = f"{self.added_by} was never called"
         else:
             return
         raise AdapterError(f"{_describe(self.adapter)} was connected but not applied in {where}: {hook} by "
@@ -240,6 +248,24 @@ class UpsamplerInjection:
         samples = executor(*args, **kwargs)
         self.check_applied("this sampling run")
         return samples
+
+
+class UpsamplerInjection(PivotInjection):
+    """The UNet injection: the pivot pass through the encoder and middle, added by block patches."""
+
+    def __init__(self, adapter: UpsamplerAdapter, pivot: torch.Tensor, strength: float,
+                 sigma_start: float, sigma_end: float, input_blocks: int):
+        super().__init__(adapter, pivot, strength, sigma_start, sigma_end)
+        self.backbone = adapter.spec.injection == BACKBONE
+        # skip mode: the skip of input block i is consumed by output block (input_blocks - 1 - i)
+        self.skip_of_output = {input_blocks - 1 - p[1]: p for p in self.points if p != MIDDLE}
+
+    def _pivot_features(self, unet: UNetModel, x, timesteps, context, y, transformer_options, kwargs):
+        """The UNet's own embedding, and its encoder + middle features of the pivot at every point."""
+        patches = {k: v for k, v in transformer_options.get("patches", {}).items() if k not in _BLOCK_PATCHES}
+        extra = {name: kwargs.get(name) for name in ("time_context", "num_video_frames", "image_only_indicator")}
+        return encoder_features(unet, self._pivot_for(x), timesteps, context, y,
+                                {**transformer_options, "patches": patches}, self.points, extra)
 
     def diffusion_model_wrapper(self, executor, x, timesteps, context, y, control, transformer_options, **kwargs):
         self.wrapper_calls += 1
@@ -298,6 +324,16 @@ class _HostPatch:
         return self.method.__self__.models()
 
 
+def checked_inputs(model, pivot_latent, start_percent: float, end_percent: float) -> tuple[torch.Tensor, float, float]:
+    """The pivot in model space and the sigma window, once both are checked (before any clone is made)."""
+    if not 0.0 <= start_percent <= end_percent <= 1.0:
+        raise AdapterError(f"start_percent {start_percent} and end_percent {end_percent} must satisfy "
+                           "0 <= start <= end <= 1.")
+    pivot = model.get_model_object("latent_format").process_in(_checked_pivot(model, pivot_latent))
+    sampling = model.get_model_object("model_sampling")
+    return pivot, sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent)
+
+
 def _checked_pivot(model, pivot_latent) -> torch.Tensor:
     if not isinstance(pivot_latent, torch.Tensor) or pivot_latent.ndim != 4:
         shape = tuple(pivot_latent.shape) if isinstance(pivot_latent, torch.Tensor) else type(pivot_latent).__name__
@@ -314,21 +350,21 @@ def _checked_pivot(model, pivot_latent) -> torch.Tensor:
 
 def apply_upsampler_adapter(model, adapter: UpsamplerAdapter, pivot_latent: torch.Tensor, strength: float = 1.0,
                             start_percent: float = 0.0, end_percent: float = 1.0):
-    """A clone of ``model`` whose UNet adds the adapter's upsampled pivot features (``model`` is untouched).
+    """A clone of ``model`` whose UNet (or Flux-style transformer, for a DiT adapter) adds the adapter's
+    upsampled pivot features (``model`` is untouched).
 
     ``pivot_latent`` is the previous stage's clean latent as samplers return it (VAE space).
     The adapter is active while sigma lies between ``start_percent`` and ``end_percent`` of
     the schedule (the official code stops at t = 100, end_percent 0.9).
     """
+    if adapter.spec.dit:
+        from .dit_injection import apply_dit_adapter  # builds on this module: imported when used
+
+        return apply_dit_adapter(model, adapter, pivot_latent, strength, start_percent, end_percent)
     check_compatible(adapter, model)
-    if not 0.0 <= start_percent <= end_percent <= 1.0:
-        raise AdapterError(f"start_percent {start_percent} and end_percent {end_percent} must satisfy "
-                           "0 <= start <= end <= 1.")
-    pivot = _checked_pivot(model, pivot_latent)
+    pivot, sigma_start, sigma_end = checked_inputs(model, pivot_latent, start_percent, end_percent)
     patched = model.clone()
-    sampling = patched.get_model_object("model_sampling")
-    injection = UpsamplerInjection(adapter, patched.get_model_object("latent_format").process_in(pivot), float(strength),
-                                   sampling.percent_to_sigma(start_percent), sampling.percent_to_sigma(end_percent),
+    injection = UpsamplerInjection(adapter, pivot, float(strength), sigma_start, sigma_end,
                                    len(patched.model.diffusion_model.input_blocks))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, injection.key,
                                  injection.diffusion_model_wrapper)
@@ -340,11 +376,11 @@ def apply_upsampler_adapter(model, adapter: UpsamplerAdapter, pivot_latent: torc
     return patched
 
 
-def injections_of(model) -> list[UpsamplerInjection]:
+def injections_of(model) -> list[PivotInjection]:
     """The adapter injections ``apply_upsampler_adapter`` put on ``model`` (a clone may carry several)."""
     wrappers = model.wrappers.get(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, {})
     return [w.__self__ for fns in wrappers.values() for w in fns
-            if isinstance(getattr(w, "__self__", None), UpsamplerInjection)]
+            if isinstance(getattr(w, "__self__", None), PivotInjection)]
 
 
 def check_applied(model, where: str) -> None:

@@ -252,6 +252,24 @@ def apply_frozen(model: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
 
 
 @contextlib.contextmanager
+def saved_activation_copies(model: torch.nn.Module) -> Iterator[None]:
+    """Autograd keeps copies of the activations it saves (the weights as they are) while gradients flow
+    through ``model``'s transformer blocks.
+
+    The host's Flux blocks add their residuals in place (``img += ...``, ``x += ...``) into tensors a
+    LayerNorm saved for the backward pass; once a DiT adapter's features enter the image tokens those
+    tensors are on the gradient's path and backward would refuse them. Copies keep the gradients exact;
+    the weights (never written in place) are recognised by their storage and not copied.
+    """
+    weights = {tensor.untyped_storage().data_ptr() for tensor in (*model.parameters(), *model.buffers())}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if tensor.untyped_storage().data_ptr() in weights else tensor.clone()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda saved: saved):
+        yield
+
+
+@contextlib.contextmanager
 def host_training() -> Iterator[None]:
     """The host's training mode while gradients flow through its model: newer hosts (ComfyUI 0.33) run fused
     inference kernels without autograd (comfy_kitchen's RoPE, INT8 linears) unless ``model_management.in_training``
