@@ -133,7 +133,9 @@ def test_weights_loaded_in_inference_mode_train_and_stay_identical(tmp_path, one
 
 def test_a_model_without_a_unet_is_refused():
     settings = training.TrainingSettings(SIZE, SIZE, 2)
-    with pytest.raises(ValueError, match="need a UNet model"):
+    with pytest.raises(ValueError, match="need a UNet model .* or a Flux-style transformer; this is a wan model"):
+        training.fresh_adapter(build_model("wan"), "lite", None, settings)
+    with pytest.raises(ValueError, match="this is a flux transformer: use variant 'dit-lite'"):
         training.fresh_adapter(build_model("flux"), "lite", None, settings)
 
 
