@@ -6,8 +6,8 @@ from their own time axis), z_t by the host's ``noise_scaling``, and the loss
 
     mean(((denoised - z0) / c_out)^2),   c_out = d denoised / d model_output,
 
-which is eps-MSE for eps models, v-MSE for v models and velocity-MSE for flow models, because the
-host's ``calculate_denoised`` is affine in the model output. Only the adapter's parameters get
+which is eps-MSE for eps models, v-MSE for v models and velocity-MSE for flow models (Flux and the
+flow demo model with a DiT adapter), because the host's ``calculate_denoised`` is affine in the model output. Only the adapter's parameters get
 gradients and optimizer state; the base model is frozen and left bit-identical.
 
 Every random draw of step s (which examples, their noise, their t) is derived from (seed, s, item)
@@ -358,8 +358,9 @@ class Trainer:
         noisy = self.model_sampling.noise_scaling(sigma, noise, target)
         inputs = model_inputs(base_model, conditionings, noisy, self.device)
         patched = apply_upsampler_adapter(self.model, self.adapter, torch.cat(pivots).to(self.device))
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        copies = saved_activation_copies(base_model) if self.adapter.spec.dit else contextlib.nullcontext()
+        with copies, torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                    enabled=self.autocast_dtype is not None):
             denoised = apply_frozen(patched.model, noisy, sigma, transformer_options=direct_call_options(patched), **inputs)
         scale = output_scale(self.model_sampling, sigma, noisy.ndim)
         per_example = ((denoised.float() - target) / scale).pow(2).flatten(1).mean(dim=1)
