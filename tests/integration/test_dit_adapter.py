@@ -11,6 +11,8 @@ import torch
 import comfy.model_management
 import comfy.model_patcher
 import comfy.patcher_extension
+import nodes as core
+from comfy_extras.nodes_custom_sampler import KSamplerSelect, SamplerCustom
 from selfcascade.adapters.dit_injection import DiTInjection
 from selfcascade.adapters.fileformat import AdapterError, load_adapter, save_adapter
 from selfcascade.adapters.injection import apply_upsampler_adapter, check_compatible, direct_call_options
@@ -18,10 +20,13 @@ from selfcascade.adapters.modules import DIT_LITE, UpsamplerAdapter, build_modul
 from selfcascade.adapters.stage_patch import adapter_stage_patch
 from selfcascade.adapters.training import host_training, saved_activation_copies
 from selfcascade.models.demo import flow_demo_model
+from selfcascade.nodes.adapter_nodes import ADAPTER_FOLDER, ApplyUpsamplerAdapter, LoadUpsamplerAdapter
+from selfcascade.nodes.cascade_nodes import PivotReschedule, SelfCascadeKSampler
+from selfcascade.nodes.upscale_nodes import SelfCascadeUpscale
 from selfcascade.sampling.cascade import CascadeRun, CascadeSettings
 from selfcascade.sampling.families import detect_family
 from selfcascade.sampling.plan import plan_stages
-from tiny_pack.models import build_conditioning, build_model
+from tiny_pack.models import build_conditioning, build_flux_vae, build_model
 
 SETTINGS = CascadeSettings(seed=5, steps=4, cfg=3.0, sampler_name="euler", scheduler="simple")
 
@@ -363,3 +368,55 @@ def test_the_injection_is_found_and_checked_like_the_unets():
     assert isinstance(injection, DiTInjection)
     with pytest.raises(AdapterError, match="connected but not applied in the test: its diffusion_model wrapper"):
         injection.check_applied("the test")
+
+
+def ksampler(model, adapter=None) -> torch.Tensor:
+    extra = {} if adapter is None else {"upsampler_adapter": adapter, "adapter_strength": 1.0}
+    return SelfCascadeKSampler.execute(
+        model=model, seed=3, steps=4, cfg=3.0, sampler_name="euler", scheduler="simple",
+        positive=build_conditioning("flux"), negative=build_conditioning("flux", seed=1),
+        latent_image={"samples": torch.zeros((1, 16, 8, 8))}, scale_by=2.0, target_width=0, target_height=0, k=0.7,
+        later_k=0.0, upscale_method="bilinear", stage_steps=0, denoise=1.0, **extra).result[0]["samples"]
+
+
+def test_the_ksampler_node_takes_a_dit_adapter_unchanged_and_equals_a_hand_built_tuned_stage():
+    model = build_model("flux")
+    plain = ksampler(model)
+    assert torch.equal(ksampler(model, new_adapter(model, DIT_LITE)), plain)
+    adapter = trained(new_adapter(model, DIT_LITE))
+    ours = ksampler(model, adapter)
+    assert not torch.equal(ours, plain)
+    positive, negative = build_conditioning("flux"), build_conditioning("flux", seed=1)
+    (base,) = core.KSampler().sample(model, 3, 4, 3.0, "euler", "simple", positive, negative,
+                                     {"samples": torch.zeros((1, 16, 8, 8))})
+    (upscaled,) = core.LatentUpscale().upscale(base, "bilinear", 128, 128, "disabled")
+    stage_model = ApplyUpsamplerAdapter.execute(model, adapter, base, 1.0, 0.0, 1.0).result[0]
+    sigmas = PivotReschedule.execute(model, "simple", 4, 0.7, 0).result[0]
+    hand_built = SamplerCustom.execute(stage_model, True, 4, 3.0, positive, negative,
+                                       KSamplerSelect.execute("euler").result[0], sigmas, upscaled).result[0]["samples"]
+    assert torch.equal(ours, hand_built)
+
+
+def test_the_upscale_node_takes_a_dit_adapter_unchanged():
+    model, vae = build_model("flux"), build_flux_vae()
+    image = torch.rand((1, 64, 64, 3), generator=torch.Generator().manual_seed(2))
+
+    def upscale(adapter=None):
+        extra = {} if adapter is None else {"upsampler_adapter": adapter, "adapter_strength": 1.0}
+        return SelfCascadeUpscale.execute(image, vae, model, build_conditioning("flux"), build_conditioning("flux", seed=1),
+                                          5, 4, 3.0, "euler", "simple", 2.0, 0, 0, 0.7, 0.0, "bilinear", 0, False,
+                                          "never", 512, **extra).result[0]
+    plain = upscale()
+    assert torch.equal(upscale(new_adapter(model, DIT_LITE)), plain)
+    assert not torch.equal(upscale(trained(new_adapter(model, DIT_LITE))), plain)
+
+
+def test_the_load_node_describes_a_dit_adapter(tmp_path, monkeypatch):
+    import folder_paths
+
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, ADAPTER_FOLDER, ([str(tmp_path)], set()))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    save_adapter(tmp_path / "dit.safetensors", new_adapter(flow_demo(), DIT_LITE))
+    text = LoadUpsamplerAdapter.execute("dit.safetensors").ui.as_dict()["text"][0]
+    assert "dit-lite upsampler adapter for selfcascade-demo-flow" in text
+    assert "injection: backbone at double 0, double 1, single 0" in text
