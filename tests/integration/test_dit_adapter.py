@@ -420,3 +420,25 @@ def test_the_load_node_describes_a_dit_adapter(tmp_path, monkeypatch):
     text = LoadUpsamplerAdapter.execute("dit.safetensors").ui.as_dict()["text"][0]
     assert "dit-lite upsampler adapter for selfcascade-demo-flow" in text
     assert "injection: backbone at double 0, double 1, single 0" in text
+
+
+def test_a_host_that_never_calls_the_block_patches_is_an_error_not_a_silent_no_op():
+    model = build_model("flux")
+    patched = apply_upsampler_adapter(model, trained(new_adapter(model, DIT_LITE)), torch.randn(1, 16, 8, 8))
+    patched.model_options["transformer_options"]["patches_replace"]["dit"].clear()  # as a host that skips them
+    with pytest.raises(AdapterError, match="not applied in this sampling run: its dit block patch was never called"):
+        core.KSampler().sample(patched, 3, 2, 3.0, "euler", "simple", build_conditioning("flux"),
+                               build_conditioning("flux", seed=1), {"samples": torch.zeros((1, 16, 16, 16))})
+
+
+def test_a_host_whose_flux_forward_differs_refuses_the_dit_adapter_naming_its_version(monkeypatch):
+    import comfy.ldm.flux.model
+
+    model = build_model("flux")
+    adapter = new_adapter(model, DIT_LITE)
+
+    def renamed(self, x, timesteps, context, transformer_options={}, **kwargs):
+        raise AssertionError("never called")
+    monkeypatch.setattr(comfy.ldm.flux.model.Flux, "_forward", renamed)
+    with pytest.raises(AdapterError, match=r"need Flux's forward as \(x, timestep, .*ComfyUI \d.*takes \['x', 'timesteps'"):
+        apply_upsampler_adapter(model, adapter, torch.zeros(1, 16, 8, 8))
