@@ -45,7 +45,7 @@ class FlowTrainConfig:
     seed: int = 2402  # arXiv 2402.10491
     steps: int = 10000
     batch: int = 32
-    lr: float = 1e-3
+    lr: float = 2e-3
     warmup: int = 200
     weight_decay: float = 0.01
     ema_decay: float = 0.999

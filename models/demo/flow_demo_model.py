@@ -40,9 +40,9 @@ FLUX_CONFIG = {
     "out_channels": 3,
     "vec_in_dim": demo_model.CONTEXT_DIM,  # the pooled prompt (Flux: CLIP's), here the mean of the count's context
     "context_in_dim": demo_model.CONTEXT_DIM,
-    "hidden_size": 64,
+    "hidden_size": 96,
     "mlp_ratio": 4.0,
-    "num_heads": 2,
+    "num_heads": 3,
     "depth": 2,
     "depth_single_blocks": 4,
     "axes_dim": [4, 14, 14],  # (index, row, column), summing to the head width 32; the index axis is 0 for images
