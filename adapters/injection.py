@@ -83,6 +83,18 @@ def host_helpers() -> tuple[type, Callable, Callable]:
     return tuple(getattr(module, name) for name in _HOST_HELPERS)
 
 
+def check_host_supports(adapter: UpsamplerAdapter) -> None:
+    """Raise AdapterError naming the host's version when it lacks what ``adapter``'s variant is injected with:
+    the openaimodel helpers for a UNet variant, the Flux forward the DiT injection wraps for dit-lite (so a
+    host without one still loads and runs the other)."""
+    if adapter.spec.dit:
+        from .dit_injection import check_host_flux  # builds on this module: imported when used
+
+        check_host_flux()
+    else:
+        host_helpers()
+
+
 def _describe(adapter: UpsamplerAdapter) -> str:
     return f"the {adapter.spec.variant} upsampler adapter for {adapter.spec.family}"
 

@@ -6,7 +6,7 @@ import os
 import folder_paths
 
 from ..adapters.fileformat import AdapterError, load_adapter
-from ..adapters.injection import apply_upsampler_adapter, host_helpers
+from ..adapters.injection import apply_upsampler_adapter, check_host_supports
 from ..adapters.training import is_training_byproduct
 from .api import CATEGORY, UpsamplerAdapter, io, ui
 
@@ -40,7 +40,8 @@ class LoadUpsamplerAdapter(io.ComfyNode):
             node_id="SelfCascadeLoadUpsamplerAdapter",
             display_name="Load Upsampler Adapter",
             category=CATEGORY,
-            description=("Loads learned Self-Cascade upsamplers (.safetensors made by this pack, or the official SDXL "
+            description=("Loads learned Self-Cascade upsamplers (.safetensors made by this pack: lite or official-sdxl "
+                         "for SD1.x/SD2.x/SDXL UNets, dit-lite for Flux-style transformers; or the official SDXL "
                          "upsampler_only.pth) from models/upsampler_adapters and shows what they were made for."),
             inputs=[io.Combo.Input("adapter_name", options=adapter_names(),
                                    tooltip=("Adapter file in models/upsampler_adapters (training's resume files, "
@@ -56,8 +57,8 @@ class LoadUpsamplerAdapter(io.ComfyNode):
 
     @classmethod
     def execute(cls, adapter_name: str) -> io.NodeOutput:
-        host_helpers()  # on a host without the UNet helpers, say so here rather than at the first stage
         adapter = load_adapter(_adapter_path(adapter_name))
+        check_host_supports(adapter)  # a host that cannot inject this variant: say so here, not at the first stage
         text = f"{adapter.spec.summary()}\nparameters: {adapter.parameter_count():,}"
         return io.NodeOutput(adapter, ui=ui.PreviewText(text))
 
@@ -69,11 +70,14 @@ class ApplyUpsamplerAdapter(io.ComfyNode):
             node_id="SelfCascadeApplyUpsamplerAdapter",
             display_name="Apply Upsampler Adapter",
             category=CATEGORY,
-            description=("Patches a copy of the model so that, in one high-resolution stage, the UNet also reads the "
-                         "clean pivot: its features are upsampled by the adapter and added to the stage's features. "
+            description=("Patches a copy of the model so that, in one high-resolution stage, the model also reads the "
+                         "clean pivot: its features (a UNet's encoder levels, or a Flux-style transformer's image tokens "
+                         "after its first blocks) are upsampled by the adapter and added to the stage's features. "
                          "Sample the upscaled pivot with this model (SamplerCustom + Pivot Reschedule)."),
             inputs=[
-                io.Model.Input("model", tooltip="The model of this high-resolution stage (SD1.x, SD2.x or SDXL UNet)."),
+                io.Model.Input("model", tooltip=("The model of this high-resolution stage: an SD1.x, SD2.x or SDXL UNet "
+                                                 "for a lite or official-sdxl adapter, a Flux-style transformer (Flux.1, "
+                                                 "Flux.2, the flow demo model) for a dit-lite adapter.")),
                 UpsamplerAdapter.Input("upsampler_adapter", tooltip="From Load Upsampler Adapter; must match the model."),
                 io.Latent.Input("pivot", tooltip=("The previous stage's clean latent, before upscaling (half this "
                                                   "stage's size; other sizes are resized).")),
