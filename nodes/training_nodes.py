@@ -10,7 +10,7 @@ import comfy.utils
 import folder_paths
 
 from ..adapters.dataset import IMAGE_SUFFIXES, TrainingCache, TrainingInputError, image_paths
-from ..adapters.modules import INJECTIONS, LITE, SKIP, VARIANTS
+from ..adapters.modules import ALL_VARIANTS, DIT_VARIANTS, INJECTIONS, LITE, SKIP
 from ..adapters.training import (StepReport, Trainer, TrainingSettings, fresh_adapter, model_fingerprint, prepare_data,
                                  refuse_existing)
 from ..sampling import limits
@@ -77,7 +77,9 @@ class TrainUpsamplerAdapter(io.ComfyNode):
                          "models/upsampler_adapters. For captions per image, resuming and multi-GPU use "
                          "scripts/train_adapter.py."),
             inputs=[
-                io.Model.Input("model", tooltip="The frozen base model (SD1.x, SD2.x or SDXL UNet)."),
+                io.Model.Input("model", tooltip=("The frozen base model: an SD1.x, SD2.x or SDXL UNet, or a Flux-style "
+                                                 "transformer (Flux.1, Flux.2, the flow demo model) with variant "
+                                                 "dit-lite.")),
                 io.Vae.Input("vae", tooltip="The model's VAE: encodes the crops and their half-size pivots once."),
                 io.Conditioning.Input("conditioning", tooltip="One prompt for every image (an empty prompt is fine)."),
                 io.String.Input("image_folder", default="upsampler_training",
@@ -88,11 +90,14 @@ class TrainUpsamplerAdapter(io.ComfyNode):
                              tooltip="Training crop side in pixels: the target size (the pivot is half of it)."),
                 io.Int.Input("steps", default=1000, min=1, max=1000000,
                              tooltip="Optimizer steps (paper: 4k for 4x, 10k for 16x)."),
-                io.Combo.Input("variant", options=list(VARIANTS), default=LITE,
-                               tooltip="lite: the paper's small upsamplers; official-sdxl: the released SDXL layout."),
+                io.Combo.Input("variant", options=list(ALL_VARIANTS), default=LITE,
+                               tooltip=("UNets: lite, the paper's small upsamplers; official-sdxl, the released SDXL "
+                                        "layout. Flux-style transformers: dit-lite, the lite design on the image "
+                                        "tokens after the first blocks.")),
                 io.Combo.Input("injection", options=list(INJECTIONS), default=SKIP,
-                               tooltip="skip: added to the skip features (paper); backbone: to the encoder path "
-                                       "(official code)."),
+                               tooltip=("UNet variants: skip, added to the skip features (paper); backbone, to the "
+                                        "encoder path (official code). dit-lite always adds to the image tokens after "
+                                        "its blocks and ignores this.")),
                 io.Float.Input("k", **limits.K.schema(), step=0.01,
                                tooltip="K: trains t in (0, K] of the time range, the part of each stage after the "
                                        "pivot re-noise (paper 0.7)."),
@@ -122,7 +127,8 @@ class TrainUpsamplerAdapter(io.ComfyNode):
         images = image_folder_path(image_folder)
         cache = TrainingCache(Path(folder_paths.get_temp_directory()) / CACHE_FOLDER)
         with torch.inference_mode(False):  # the host runs nodes in inference mode; training needs autograd
-            adapter = fresh_adapter(model, variant, injection, settings)
+            # a transformer has no skip features: dit-lite takes its own injection whatever the widget says
+            adapter = fresh_adapter(model, variant, None if variant in DIT_VARIANTS else injection, settings)
             data = prepare_data(images, vae, settings, cache,
                                 model_fingerprint(vae.first_stage_model), conditioning=conditioning)
             trainer = Trainer(model, adapter, data, settings, model_fingerprint(model.model))

@@ -23,6 +23,8 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bootstrap import bootstrap  # noqa: E402
 
+# adapters.modules.ALL_VARIANTS (the package imports only after bootstrap; a test keeps the two equal)
+VARIANTS = ("lite", "official-sdxl", "dit-lite")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "selfcascade" / "training"
 
 
@@ -73,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--batch-size", type=int, default=1, help="images per micro-batch in each process")
     training.add_argument("--accumulation", type=int, default=1, help="micro-batches per optimizer step")
     training.add_argument("--seed", type=int, default=0, help="seeds crops, adapter init, sample order, noise and t")
-    training.add_argument("--variant", default="lite", help="adapter variant: lite or official-sdxl")
-    training.add_argument("--injection", default=None, help="skip (paper) or backbone (official code); default: the variant's")
+    training.add_argument("--variant", default="lite", choices=VARIANTS,
+                          help="adapter variant: lite or official-sdxl for a UNet, dit-lite for a Flux-style transformer")
+    training.add_argument("--injection", default=None,
+                          help="UNet variants: skip (paper) or backbone (official code); default: the variant's")
     training.add_argument("--precision", default="auto", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16, fp16")
     output = parser.add_argument_group("output")
     output.add_argument("--output", type=Path, required=True, help="adapter file to write (.safetensors)")

@@ -16,7 +16,9 @@ from PIL import Image
 
 import train_adapter
 from selfcascade.adapters import fileformat, training
+from selfcascade.adapters.modules import ALL_VARIANTS
 from tiny_pack.images import write_noise_images
+from tiny_pack.models import build_conditioning, build_flux_vae, build_model
 from tiny_training import tiny_models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,4 +140,35 @@ def test_the_file_loader_names_what_is_missing(images, tmp_path, capsys, model_a
     output = tmp_path / "out.safetensors"
     args = ["--images", str(images), "--output", str(output), "--resolution", "64", "--steps", "2", *model_args]
     assert train_adapter.main(args) == 2
+    assert message in capsys.readouterr().err and not output.exists()
+
+
+def tiny_flux(args) -> train_adapter.LoadedModels:
+    """The tiny Flux and its VAE; every caption gets the same tiny Flux conditioning."""
+    return train_adapter.LoadedModels(build_model("flux"), build_flux_vae(), lambda caption: build_conditioning("flux"),
+                                      "tiny-flux-0", "tiny-flux-vae-0", "tiny-flux-text-0")
+
+
+def test_the_variant_choices_are_the_adapter_variants():
+    assert train_adapter.VARIANTS == ALL_VARIANTS
+
+
+def test_a_flux_model_trains_a_dit_lite_adapter(images, tmp_path):
+    output = tmp_path / "dit.safetensors"
+    assert train_adapter.main(["--images", str(images), "--output", str(output), "--resolution", "64", "--steps", "2",
+                               "--variant", "dit-lite", "--checkpoint-every", "0", "--cache-dir", str(tmp_path / "cache")],
+                              load_models=tiny_flux) == 0
+    spec = fileformat.load_adapter(output).spec
+    assert (spec.variant, spec.family, spec.injection, spec.provenance["steps"]) == ("dit-lite", "flux", "backbone", "2")
+
+
+@pytest.mark.parametrize("variant, load_models, message", [
+    ("lite", tiny_flux, "the lite adapter is for UNets; this is a flux transformer: use variant 'dit-lite'"),
+    ("dit-lite", tiny_models, "the dit-lite adapter needs a Flux-style transformer"),
+])
+def test_a_variant_for_the_other_kind_of_model_stops_with_the_fix(images, tmp_path, capsys, variant, load_models,
+                                                                  message):
+    output = tmp_path / "out.safetensors"
+    assert train_adapter.main(["--images", str(images), "--output", str(output), "--resolution", "64", "--steps", "2",
+                               "--variant", variant], load_models=load_models) == 2
     assert message in capsys.readouterr().err and not output.exists()

@@ -32,11 +32,13 @@ def images(comfy_server) -> str:
     return write_noise_images(comfy_server.workdir / "input" / "training_images", 2).name
 
 
-def training_graph(image_folder, save_name: str, steps: int = 3, overwrite: bool = False) -> tuple[Graph, str]:
+def training_graph(image_folder, save_name: str, steps: int = 3, overwrite: bool = False, family: str = "sd15",
+                   variant: str = "lite") -> tuple[Graph, str]:
     graph = Graph()
-    train = graph.node("SelfCascadeTrainUpsamplerAdapter", model=graph.node("TinyModelLoader", family="sd15", seed=0),
-                       vae=graph.node("TinyVAE", seed=0), conditioning=graph.node("TinyConditioning", family="sd15", seed=0),
-                       image_folder=str(image_folder), resolution=64, steps=steps, variant="lite", injection="skip",
+    vae = graph.node("TinyFluxVAE", seed=0) if family == "flux" else graph.node("TinyVAE", seed=0)
+    train = graph.node("SelfCascadeTrainUpsamplerAdapter", model=graph.node("TinyModelLoader", family=family, seed=0),
+                       vae=vae, conditioning=graph.node("TinyConditioning", family=family, seed=0),
+                       image_folder=str(image_folder), resolution=64, steps=steps, variant=variant, injection="skip",
                        k=0.7, learning_rate=0.01, batch_size=1, seed=0, save_name=save_name,
                        overwrite=overwrite)
     return graph, train.id
@@ -103,3 +105,38 @@ def test_training_leaves_the_cached_model_s_weight_objects_and_values_alone(comf
     after = weight_objects(comfy, "after training")
     assert after["module"] == before["module"], "the loader ran again: the comparison would prove nothing"
     assert before["tensors"] > 0 and after == before
+
+
+def test_a_flux_model_trains_a_dit_lite_adapter_the_cascade_then_takes(comfy, adapter_folder, images):
+    """The injection widget keeps its UNet default (skip): dit-lite takes its own, the image tokens after its blocks."""
+    graph, train = training_graph(images, "tiny-flux-dit", steps=2, family="flux", variant="dit-lite")
+    report = comfy.run(graph).text(train)
+    assert "saved tiny-flux-dit.safetensors: 2 steps on 2 images" in report
+    assert "dit-lite upsampler adapter for flux" in report
+
+    use = Graph()
+    loader = use.node("SelfCascadeLoadUpsamplerAdapter", adapter_name="tiny-flux-dit.safetensors")
+    sampler = use.node("SelfCascadeKSampler", model=use.node("TinyModelLoader", family="flux", seed=0), seed=0, steps=4,
+                       cfg=3.0, sampler_name="euler", scheduler="simple",
+                       positive=use.node("TinyConditioning", family="flux", seed=0),
+                       negative=use.node("TinyConditioning", family="flux", seed=1),
+                       latent_image=use.node("EmptySD3LatentImage", width=64, height=64, batch_size=1), scale_by=2.0,
+                       target_width=0, target_height=0, k=0.7, later_k=0.0, upscale_method="bilinear", stage_steps=0,
+                       denoise=1.0, upsampler_adapter=loader)
+    save = use.node("SaveLatent", samples=sampler, filename_prefix="trained-dit-adapter")
+    result = comfy.run(use)
+    assert result.latent(save.id).shape == (1, 16, 16, 16)
+    assert "dit-lite upsampler adapter for flux" in result.text(loader.id) and "steps: 2" in result.text(loader.id)
+
+
+@pytest.mark.parametrize("family, variant, fragments", [
+    ("flux", "lite", ["the lite adapter is for UNets; this is a flux transformer: use variant 'dit-lite'"]),
+    ("sd15", "dit-lite", ["the dit-lite adapter needs a Flux-style transformer", "this is a sd15 model: use variant 'lite'"]),
+])
+def test_a_variant_for_the_other_kind_of_model_is_refused_before_training(comfy, adapter_folder, images, family,
+                                                                         variant, fragments):
+    graph, _ = training_graph(images, f"refused-{variant}", steps=2, family=family, variant=variant)
+    error = comfy.expect_execution_error(graph)
+    assert error.node_type == "SelfCascadeTrainUpsamplerAdapter"
+    assert all(fragment in error.message for fragment in fragments), error.message
+    assert not (adapter_folder / f"refused-{variant}.safetensors").exists()
