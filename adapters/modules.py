@@ -29,9 +29,9 @@ from torch import nn
 LITE = "lite"
 OFFICIAL_SDXL = "official-sdxl"
 DIT_LITE = "dit-lite"
-VARIANTS = (LITE, OFFICIAL_SDXL)  # UNet variants (the training node's choices)
+VARIANTS = (LITE, OFFICIAL_SDXL)  # UNet variants
 DIT_VARIANTS = (DIT_LITE,)
-ALL_VARIANTS = VARIANTS + DIT_VARIANTS  # what an adapter file may name
+ALL_VARIANTS = VARIANTS + DIT_VARIANTS  # what an adapter file may name; the training node and CLI offer them all
 SKIP = "skip"  # paper: add to the skip feature the matching output block consumes
 BACKBONE = "backbone"  # official code: add to the encoder path after the block
 INJECTIONS = (SKIP, BACKBONE)
