@@ -1,4 +1,4 @@
-"""Train a lite upsampler adapter for the demo model with the repo's trainer, on real renders.
+"""Train an upsampler adapter for a demo model with the repo's trainer, on real renders.
 
 Real high-resolution samples of the disc family are written as PNGs with a caption file holding
 the count ("1", "2", "3"), so the trainer (``adapters/training.py``) sees exactly what a user's
@@ -28,6 +28,8 @@ class AdapterRecipe:
     learning_rate: float
     batch_size: int
     seed: int
+    k: float = 0.7  # the largest t trained, as a fraction of the model's time axis (the trainer's K)
+    variant: str = "lite"  # dit-lite for the flow demo model
 
 
 def write_image_folder(folder: Path, size: int, images: int, seed: int) -> None:
@@ -40,19 +42,21 @@ def write_image_folder(folder: Path, size: int, images: int, seed: int) -> None:
         (folder / f"{index:04d}.txt").write_text(str(count), encoding="utf-8")
 
 
-def train_adapter(model, contexts: dict, vae, recipe: AdapterRecipe) -> tuple[UpsamplerAdapter, float, float]:
-    """A lite adapter trained per ``recipe``; returns it and the trainer's fixed-batch loss before and after."""
-    settings = TrainingSettings(width=recipe.size, height=recipe.size, steps=recipe.steps,
+def train_adapter(model, contexts: dict, vae, recipe: AdapterRecipe, conditioning=demo_model.conditioning,
+                  base_model_id: str = "selfcascade-demo") -> tuple[UpsamplerAdapter, float, float]:
+    """An adapter trained per ``recipe`` (prompts through the demo model's ``conditioning``); returns it and the
+    trainer's fixed-batch loss before and after."""
+    settings = TrainingSettings(width=recipe.size, height=recipe.size, steps=recipe.steps, k=recipe.k,
                                 learning_rate=recipe.learning_rate, batch_size=recipe.batch_size, seed=recipe.seed)
     with tempfile.TemporaryDirectory(prefix="selfcascade-evidence-") as workdir:
         images, cache = Path(workdir) / "images", TrainingCache(Path(workdir) / "cache")
         images.mkdir()
         write_image_folder(images, recipe.size, recipe.images, recipe.seed)
         data = prepare_data(images, vae, settings, cache, vae_id="pixel-space",
-                            encode_text=lambda caption: demo_model.conditioning(contexts[int(caption)]),
+                            encode_text=lambda caption: conditioning(contexts[int(caption)]),
                             text_id="demo-count-contexts")
-        trainer = Trainer(model, fresh_adapter(model, "lite", None, settings), data, settings,
-                          base_model_id="selfcascade-demo")
+        trainer = Trainer(model, fresh_adapter(model, recipe.variant, None, settings), data, settings,
+                          base_model_id=base_model_id)
         before = trainer.fixed_batch_loss()
         trainer.run()
         after = trainer.fixed_batch_loss()

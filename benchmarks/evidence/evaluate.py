@@ -88,17 +88,20 @@ class EvalSettings:
     adapter_steps: int = 400
     adapter_lr: float = 1e-3  # lr x steps as the paper's 5e-5 x 8k: the lite adapter starts as an exact no-op
     adapter_batch: int = 2
+    adapter_k: float = 0.7  # the trainer's K: t drawn up to it (the paper's, the cascade's K)
+    adapter_variant: str = "lite"  # dit-lite on the flow demo model
     with_adapter: bool = True
     workers: int = 2
     bootstrap_resamples: int = 2000
     demo: str = "unet"  # the demo model measured: a key of generation.DEMO_MODELS
+    shift: float = 0.0  # flow models: the sampling shift (0: the model's own)
 
     @property
     def scales(self) -> tuple[int, int]:
         return (2, 4)  # per side: 4x and 16x area
 
     def sampling(self) -> Sampling:
-        return Sampling(self.steps, self.cfg, self.sampler, self.scheduler)
+        return Sampling(self.steps, self.cfg, self.sampler, self.scheduler, self.shift)
 
 
 QUICK = dict(main_n=(3, 3), replication_n=3, k_study_n=3, reference_n=6, batch=2, steps=4, k_study=(0.5, 0.7),
@@ -240,8 +243,9 @@ class Evaluation:
     def submit_training(self) -> None:
         s = self.settings
         for size in sorted({stage for scale in s.scales for stage in stage_sizes(NATIVE_SIZE * scale)}):
-            recipe = AdapterRecipe(size, s.adapter_images, s.adapter_steps, s.adapter_lr, s.adapter_batch, s.seed + size)
-            task = generation.AdapterTraining(recipe, str(self.work / f"lite_{size}px.safetensors"))
+            recipe = AdapterRecipe(size, s.adapter_images, s.adapter_steps, s.adapter_lr, s.adapter_batch, s.seed + size,
+                                   s.adapter_k, s.adapter_variant)
+            task = generation.AdapterTraining(recipe, str(self.work / f"{s.adapter_variant}_{size}px.safetensors"), s.demo)
             self.pending[self.executor.submit(generation.run_training, task)] = ("training", size, task.path)
 
     def run(self) -> None:
@@ -441,6 +445,17 @@ def write_results(payload: dict, sheet: dict[str, torch.Tensor], command: str, o
     (out / "results.md").write_text(report.results_markdown(payload), encoding="utf-8")
     write_sample_sheet(sheet, out / "samples.png")
     plot.k_study_plot(payload).save(out / "k_study.png")
+
+
+def quick_arguments(description: str, argv: Optional[Sequence[str]], default_out: Path, writes: str) -> argparse.Namespace:
+    """``--quick`` and ``--out`` of an evidence script; a quick run never writes over the committed evidence."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny N and steps: checks the plumbing, not the model")
+    parser.add_argument("--out", type=Path, default=default_out, help=f"folder for {writes}")
+    args = parser.parse_args(argv)
+    if args.quick and args.out == default_out:
+        parser.error("--quick never writes the committed evidence: give --out elsewhere")
+    return args
 
 
 def parse_args(argv: Sequence[str]) -> tuple[EvalSettings, Path]:

@@ -17,6 +17,7 @@ import torch
 
 import comfy.sample
 import comfy.utils
+from comfy_extras.nodes_model_advanced import ModelSamplingAuraFlow
 
 from ...adapters.fileformat import load_adapter, save_adapter
 from ...adapters.injection import apply_upsampler_adapter
@@ -72,6 +73,7 @@ class Sampling:
     cfg: float
     sampler: str
     scheduler: str
+    shift: float = 0.0  # flow models: the sampling shift ModelSamplingAuraFlow sets (0: the model's own)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class AdapterTraining:
 
     recipe: AdapterRecipe
     path: str
+    demo: str = "unet"  # which demo model it is trained for: a key of DEMO_MODELS
 
 
 @dataclass
@@ -133,6 +136,16 @@ class DemoModel:
         self.family = detect_family(self.model)
         self.negative = self.module.conditioning(self.contexts[0])
         self._adapters: dict[str, object] = {}
+        self._shifted: dict[float, object] = {}
+
+    def at_shift(self, shift: float):
+        """The model as a user's graph gives it: through ModelSamplingAuraFlow (a flow model's shift at the
+        multiplier the demo model has, 1) when ``shift`` is set, else as loaded."""
+        if not shift:
+            return self.model
+        if shift not in self._shifted:
+            (self._shifted[shift],) = ModelSamplingAuraFlow().patch_aura(self.model, shift)
+        return self._shifted[shift]
 
     def adapter(self, path: str):
         if path not in self._adapters:
@@ -145,7 +158,7 @@ class DemoModel:
     def sample(self, batch: Batch, latent: torch.Tensor, seed: int, denoise: float = 1.0) -> torch.Tensor:
         s = batch.sampling
         noise = comfy.sample.prepare_noise(latent, seed)
-        return comfy.sample.sample(self.model, noise, s.steps, s.cfg, s.sampler, s.scheduler, self.positive(batch.count),
+        return comfy.sample.sample(self.at_shift(s.shift), noise, s.steps, s.cfg, s.sampler, s.scheduler, self.positive(batch.count),
                                    self.negative, latent, denoise=denoise, disable_pbar=True, seed=seed)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
@@ -179,7 +192,7 @@ class DemoModel:
             return apply_upsampler_adapter(stage_model, self.adapter(files[plan.stages[index].width]), pivot)
         settings = CascadeSettings(batch.seed, s.steps, s.cfg, s.sampler, s.scheduler, method.k, later_k=method.later_k,
                                    k_axis=method.k_axis)
-        run = CascadeRun(self.model, self.positive(batch.count), self.negative, plan, self.family, settings,
+        run = CascadeRun(self.at_shift(s.shift), self.positive(batch.count), self.negative, plan, self.family, settings,
                          stage_patch=with_adapter if method.adapter else None, console_bar=False)
         latent, reports = run.run({"samples": empty(batch.images, native)})
         return self.decode(latent["samples"]), tuple(report.steps for report in reports)
@@ -213,12 +226,13 @@ def run_batch(batch: Batch) -> BatchResult:
 
 
 def run_training(task: AdapterTraining) -> AdapterRecord:
-    """Train one lite adapter with the repo's trainer and write it to ``task.path``."""
+    """Train one adapter with the repo's trainer and write it to ``task.path``."""
     torch.set_num_threads(1)
-    model = _demo_model()
+    model = _demo_model(task.demo)
     recipe = task.recipe
     started = time.process_time()
-    adapter, before, after = train_adapter(model.model, model.contexts, model.vae, recipe)
+    adapter, before, after = train_adapter(model.model, model.contexts, model.vae, recipe, model.module.conditioning,
+                                           model.family.name)
     seconds = time.process_time() - started
     save_adapter(task.path, adapter, overwrite=True)
     return AdapterRecord(recipe.size, sum(p.numel() for p in adapter.module.parameters()), recipe.steps,

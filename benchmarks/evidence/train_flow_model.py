@@ -14,7 +14,7 @@ where sampling spends it, and at shift 3 that is mostly the noisy end, where the
 Weights start from PyTorch's default init with adaLN-Zero (DiT): every modulation and the final
 layer start at zero, so each block starts as identity and the model starts predicting zero.
 
-    nice -n 10 python benchmarks/evidence/train_flow_model.py            # about 20 CPU minutes
+    nice -n 10 python benchmarks/evidence/train_flow_model.py            # about 30 CPU minutes
     nice -n 10 python benchmarks/evidence/train_flow_model.py --steps 40 --out /tmp/flow.safetensors
 """
 from __future__ import annotations

@@ -34,7 +34,7 @@ import json
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -55,7 +55,6 @@ import comfy.utils  # noqa: E402
 import nodes as host_nodes  # noqa: E402
 
 from selfcascade.benchmarks.evidence import disc_family, metrics, stats  # noqa: E402
-from selfcascade.models.demo import demo_model  # noqa: E402
 from selfcascade.sampling.cascade import CascadeRun, CascadeSettings, stage_seed  # noqa: E402
 from selfcascade.sampling.families import detect_family  # noqa: E402
 from selfcascade.sampling.upscale import prepare_upscale, run_upscale  # noqa: E402
@@ -87,6 +86,8 @@ class UpscaleEvalSettings:
     adapter_batch: int = 2
     resamples: int = 200  # bootstrap resamples of set-level statistics (patch FD is a Gaussian fit per resample)
     workers: int = 2
+    demo: str = "unet"  # the demo model that upscales: a key of generation.DEMO_MODELS
+    shift: float = 0.0  # flow models: the sampling shift (0: the model's own)
 
 
 QUICK = dict(n=3, steps=3, ks_at_4x=(0.5,), ks_at_16x=(0.5,), adapter_images=3, adapter_steps=2, adapter_batch=1,
@@ -128,11 +129,14 @@ def input_scenes(s: UpscaleEvalSettings) -> disc_family.Scenes:
 _worker: dict = {}
 
 
-def _start_worker() -> None:
+def _start_worker(demo: str = "unet", shift: float = 0.0) -> None:
+    from selfcascade.benchmarks.evidence.generation import DemoModel
+
     torch.set_num_threads(1)
-    model, contexts = demo_model.load_weights()
-    vae = demo_model.pixel_vae()
-    _worker.update(model=model, contexts=contexts, vae=vae, family=detect_family(model, vae))
+    loaded = DemoModel(demo)
+    model = loaded.at_shift(shift)
+    _worker.update(model=model, contexts=loaded.contexts, vae=loaded.vae, family=detect_family(model, loaded.vae),
+                   conditioning=loaded.module.conditioning)
 
 
 def train_stage_adapter(size: int, s: UpscaleEvalSettings, folder: str) -> dict:
@@ -160,8 +164,8 @@ def _upscale_group(spec: RowSpec, s: UpscaleEvalSettings, images: torch.Tensor, 
     if spec.method == BICUBIC:
         return comfy.utils.common_upscale(images, spec.size, spec.size, "bicubic", "disabled").clamp(0.0, 1.0)
     model, vae = _worker["model"], _worker["vae"]
-    positive = demo_model.conditioning(_worker["contexts"][count])
-    negative = demo_model.conditioning(_worker["contexts"][0])
+    positive = _worker["conditioning"](_worker["contexts"][count])
+    negative = _worker["conditioning"](_worker["contexts"][0])
     pixels = images.movedim(1, -1)
     if spec.method == HIRES:
         (latent,) = host_nodes.VAEEncode().encode(vae, pixels)
@@ -241,7 +245,8 @@ def score(spec: RowSpec, outputs: torch.Tensor, inputs: torch.Tensor, input_coun
         return stats.bootstrap(lambda idx: function(outputs[idx], truth[idx]), len(outputs), seed=s.seed,
                                resamples=s.resamples)
 
-    return {"scale": spec.scale, "size": spec.size, "method": spec.method, "k": spec.k, "label": spec.label(),
+    return {"scale": spec.scale, "size": spec.size, "method": spec.method, "k": spec.k, "k_axis": spec.k_axis,
+            "label": spec.label(),
             "n": len(outputs), "kept_flags": kept,
             "count_kept": _estimate(stats.rate(kept)), "extra_objects": _estimate(stats.rate(extra)),
             "centre_shift_px": _estimate(stats.mean_interval(located, seed=s.seed)),
@@ -257,9 +262,11 @@ def comparisons(rows: list[dict], s: UpscaleEvalSettings) -> list[dict]:
     """Paired McNemar tests of count kept, Holm-corrected within each scale."""
     out = []
     for scale in sorted({row["scale"] for row in rows}):
-        at = {(row["method"], row["k"]): row for row in rows if row["scale"] == scale}
-        ours = at[(UPSCALE, s.default_k)]
-        pairs = [(ours, at[(BICUBIC, None)]), (ours, at[(HIRES, None)]), (at[(ADAPTER, s.default_k)], ours)]
+        at = {(row["method"], row["k"], row.get("k_axis", "percent")): row for row in rows if row["scale"] == scale}
+        ours = (UPSCALE, s.default_k, "percent")
+        candidates = [(ours, (BICUBIC, None, "percent")), (ours, (HIRES, None, "percent")),
+                      ((ADAPTER, s.default_k, "percent"), ours)]
+        pairs = [(at[a], at[b]) for a, b in candidates if a in at and b in at]  # the rows this run has
         pvalues = [stats.mcnemar_p(a["kept_flags"], b["kept_flags"]) for a, b in pairs]
         for (a, b), p, adjusted in zip(pairs, pvalues, stats.holm(pvalues)):
             out.append({"scale": scale, "first": a["label"], "second": b["label"],
@@ -339,13 +346,24 @@ def _cost(spec: RowSpec, s: UpscaleEvalSettings) -> float:
     return s.steps * spec.k * sum(4**stage for stage in range(1, spec.scale.bit_length()))
 
 
-def evaluate(s: UpscaleEvalSettings, log: Callable[[str], None] = print) -> tuple[dict, dict[str, torch.Tensor]]:
-    specs = row_specs(s)
-    context = get_context("spawn")
+def _pool(s: UpscaleEvalSettings) -> Executor:
+    """Worker processes of one thread each; with one worker, this process (quick runs and tests)."""
+    if s.workers <= 1:
+        from selfcascade.benchmarks.evidence.evaluate import InlineExecutor
+
+        _start_worker(s.demo, s.shift)
+        return InlineExecutor()
+    return ProcessPoolExecutor(s.workers, mp_context=get_context("spawn"), initializer=_start_worker,
+                               initargs=(s.demo, s.shift))
+
+
+def evaluate(s: UpscaleEvalSettings, log: Callable[[str], None] = print,
+             specs: Optional[list[RowSpec]] = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Every row of ``specs`` (default ``row_specs``); adapters are trained only for the sizes adapter rows need."""
+    specs = specs or row_specs(s)
     rows, sheets = {}, {}
-    with tempfile.TemporaryDirectory(prefix="selfcascade-upscale-evidence-") as folder, \
-            ProcessPoolExecutor(s.workers, mp_context=context, initializer=_start_worker) as pool:
-        sizes = (disc_family.NATIVE_SIZE * 2, disc_family.NATIVE_SIZE * 4)
+    with tempfile.TemporaryDirectory(prefix="selfcascade-upscale-evidence-") as folder, _pool(s) as pool:
+        sizes = sorted({size for spec in specs if spec.method == ADAPTER for size in (disc_family.NATIVE_SIZE * 2, spec.size)})
         training = [pool.submit(train_stage_adapter, size, s, folder) for size in sizes]
         order = sorted(specs, key=lambda spec: -_cost(spec, s))  # the longest first, so the workers finish together
         futures = {pool.submit(run_row, spec, s, {}): spec for spec in order if spec.method != ADAPTER}

@@ -83,14 +83,24 @@ def test_gradients_through_the_hosts_in_place_blocks_are_exact(one_thread):
     assert float(analytic) == pytest.approx(float((plus - minus) / (2 * step)), rel=1e-5)
 
 
-@pytest.mark.slow  # a few CPU seconds of sampling at toy N and steps
-def test_quick_flow_evaluation_writes_native_direct_and_cascade_rows(tmp_path):
+@pytest.mark.slow  # tens of CPU seconds of sampling at toy N and steps
+def test_quick_flow_study_writes_k_studies_per_shift_the_decision_and_the_headline(tmp_path):
     flow_evaluate.main(["--quick", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "flow_results.json").read_text())
+    study = flow_evaluate.QUICK_STUDY
+    assert list(results["k_studies"]) == [f"shift {shift:g}" for shift in study.shifts]
+    for tables in results["k_studies"].values():
+        keys = [row["method"] for row in tables["k-study-16x"]["rows"]]
+        assert keys == ["real", "direct", "cascade-0.3", "cascade-0.7", "cascade-0.7-snr"]
+        assert tables["k-study-4x"]["rows"][2]["method"] == "hires-0.3"
+    decision = results["decision"]
+    assert decision["axis"] in ("percent", "snr") and set(decision["per_shift"]) == set(results["k_studies"])
     tables = {table["name"]: table for table in results["tables"]}
     assert set(tables) == {"native", "native-unet", "main-4x", "main-16x"}
-    for name in ("main-4x", "main-16x"):
-        assert [row["method"] for row in tables[name]["rows"]] == \
-            ["real", "direct", "upscale", "cascade-0.7", "cascade-0.5", "cascade-0.3"]
+    recipe = results["recipes"]["16x"]["method"]
+    assert [row["method"] for row in tables["main-16x"]["rows"]] == \
+        ["real", "direct", "upscale", "hires-0.5", "cascade-0.7-snr", recipe]
+    assert set(results["upscale"]) == set(results["k_studies"])
+    assert {row["k_axis"] for row in results["upscale"]["shift 1"]["rows"] if row["k"]} == {"percent", "snr"}
     assert results["settings"]["demo"] == "flow" and results["training"]["parameters"] > 0
-    assert (tmp_path / "flow_samples.png").exists() and "## 128x128" in (tmp_path / "flow_results.md").read_text()
+    assert (tmp_path / "flow_samples.png").exists() and "## K study at shift 3" in (tmp_path / "flow_results.md").read_text()
