@@ -25,8 +25,9 @@ K_AXIS_TOOLTIP = ("What K measures. percent: a fraction of the scheduler's steps
                   "snr: how noisy the re-noised pivot is, as a signal-to-noise ratio (signal over noise; lower is "
                   "noisier): K 0.7 re-noises it as much as t = 700 does on SD1.x, the paper's setting, in any model. "
                   "On SD1.x/SDXL (eps, v) the two are the same; shifted flow models (SD3, Flux, Wan) re-noise much "
-                  "harder on the percent axis at the same K. auto: percent on eps/v models; on flow models the "
-                  "pack's measured choice. The plan and the run report show each stage's sigma and SNR.")
+                  "harder on the percent axis at the same K. auto: percent on eps/v models, snr on flow models (measured "
+                  "on the pack's flow demo model: it kept the composition across shifts; see the README's flow "
+                  "recipes). The plan and the run report show each stage's sigma and SNR.")
 
 
 @dataclass(frozen=True)

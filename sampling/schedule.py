@@ -38,9 +38,10 @@ StopCheck = Callable[[], None]
 K_AXES = ("percent", "snr")
 # the nodes' choice: "auto" (per model: ``k_axis_of``), then K_AXES
 K_AXIS_CHOICES = K_AXIS.options
-# what "auto" means on flow (CONST) models, where the axes differ. The flow demo model's measurement
-# (issue 19) sets it; until then the scheduler's percent, the pack's behaviour before the choice existed.
-FLOW_K_AXIS = "percent"
+# what "auto" means on flow (CONST) models, where the axes differ: measured on the flow demo model
+# (benchmarks/evidence/flow_results.json, issue 19), where K read as the paper's SNR kept the composition
+# better across sampling shifts 1, 3 and 8 than any one K on the scheduler's percent axis
+FLOW_K_AXIS = "snr"
 _AXIS_SEARCH_ITERATIONS = 60  # bisection of a monotone scalar function on [0, 1]: float64 resolution
 
 

@@ -21,6 +21,29 @@ OUT = REPO / "workflows"
 API_OUT = OUT / "api"  # API-format exports (what the Run button sends), not listed as templates
 # scripts/main_job.py --workflow NAME runs any of them; tests and benchmarks queue some
 
+FLOW_RESULTS = REPO / "benchmarks" / "evidence" / "flow_results.json"  # K measured per shift on the flow demo model
+
+
+def flow_k(shift: str) -> dict[str, float]:
+    """The Self-Cascade KSampler's k and later_k measured at ``shift`` ("shift 3") on the flow demo model."""
+    recipe = json.loads(FLOW_RESULTS.read_text())["decision"]["per_shift"][shift]
+    return {"k": recipe["k"], "later_k": recipe["later_k"]}
+
+
+def flow_demo_sampler() -> dict:
+    """The flow demo model's sampler settings as the flow study ran them at its loaded shift: its CFG (chosen on a
+    held-out seed), steps and sampler, and the K measured best at 16x area."""
+    results = json.loads(FLOW_RESULTS.read_text())
+    settings = results["settings"]
+    return {"steps": settings["steps"], "cfg": results["cfg_choice"]["chosen"], "sampler_name": settings["sampler"],
+            "scheduler": settings["scheduler"], **flow_k(f"shift {results['study']['headline_shift']:g}")}
+
+
+def flow_upscale_k(shift: str) -> float:
+    """Self-Cascade Upscale's k measured at ``shift`` on the flow demo model."""
+    return json.loads(FLOW_RESULTS.read_text())["upscale_recipes"][shift]["k"]
+
+
 NEGATIVE = "blurry, lowres, jpeg artifacts, watermark, text, deformed"
 PROMPT = ("a cozy wooden cabin by a glacier lake at sunrise, snowy peaks, pine forest, mist over the water, "
           "highly detailed, sharp focus, photograph")
@@ -188,26 +211,28 @@ WORKFLOWS: dict[str, list[dict]] = {
              "Flux latents resize badly (smeared, 'plastic' detail), so the VAE input is wired:\n"
              "each pivot is decoded, resized in pixels and encoded again.\n"
              "Flux dev is guidance-distilled: cfg 1.0 (the negative prompt is unused) and the\n"
-             "guidance lives in Flux Guidance (3.5). euler + simple, 20 steps; K = 0.7 cuts\n"
-             "Flux's shifted schedule at the same point of its time axis as for SD."),
+             "guidance lives in Flux Guidance (3.5). euler + simple, 20 steps. Flux samples at a shift of\n"
+             f"about 3: k = {flow_k('shift 3')['k']:g} is what the pack measured there on its flow demo model\n"
+             "(the README's flow recipes); the paper's 0.7 re-noises the pivot much harder on this axis."),
         *checkpoint("flux1-dev-fp8.safetensors"),
         node("guidance", "FluxGuidance", {"conditioning": ("pos", "CONDITIONING")}, guidance=3.5),
         node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=2048, target_height=2048,
              batch_size=1, length=1),
         sampler(positive=("guidance", "CONDITIONING"), extra_links={"vae": ("ckpt", "VAE")}, steps=20, cfg=1.0, sampler_name="euler",
-                scheduler="simple"),
+                scheduler="simple", **flow_k("shift 3")),
         *decode_and_save("flux_2048"),
     ],
     "wan21_video_tuning_free": [
         note("Self-Cascade, tuning-free, on video: Wan 2.1 T2V 1.3B, 832x480 -> 1664x960.\n\n"
              "Self-Cascade Base Latent gives Wan's native 832x480 area at the target's aspect,\n"
              "33 frames. Stages upscale space only; the frame count is kept.\n"
-             "ModelSamplingSD3 shift 8 is Wan's schedule; K = 0.7 cuts it at the same point of\n"
-             "its time axis. uni_pc + simple, 30 steps, cfg 6 as in ComfyUI's Wan example."),
+             f"ModelSamplingSD3 shift 8 is Wan's schedule; k = {flow_k('shift 8')['k']:g} is what the pack measured at\n"
+             "shift 8 on its flow demo model (the README's flow recipes). uni_pc + simple, 30 steps, cfg 6\n"
+             "as in ComfyUI's Wan example."),
         *wan_21("a red fox trotting through fresh snow in a sunlit forest, slow tracking shot"),
         node("base", "SelfCascadeBaseLatent", {"model": ("shift", "MODEL")}, target_width=1664, target_height=960,
              batch_size=1, length=33),
-        sampler(model="shift", steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple"),
+        sampler(model="shift", steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple", **flow_k("shift 8")),
         node("decode", "VAEDecode", {"samples": ("cascade", "LATENT"), "vae": ("vae", "VAE")}),
         node("save", "SaveAnimatedWEBP", {"images": ("decode", "IMAGE")}, filename_prefix="selfcascade/wan_1664x960",
              fps=16.0, lossless=False, quality=90, method="default"),
@@ -236,15 +261,16 @@ WORKFLOWS: dict[str, list[dict]] = {
              "the frames go through the Wan VAE as one clip (a video latent), are upscaled with the same\n"
              "stages as images, decoded, and Create Video puts the audio and frame rate back.\n"
              "The frame count is kept (clips that are not 4n + 1 frames are padded for the VAE and cut back).\n"
-             "ModelSamplingSD3 shift 8 is Wan's schedule; k 0.5 keeps the motion and composition."),
+             f"ModelSamplingSD3 shift 8 is Wan's schedule; k {flow_upscale_k('shift 8'):g} is the largest k that kept the\n"
+             "composition at shift 8 on the pack's flow demo model (the README's flow recipes)."),
         *wan_21("a detailed, sharp video, natural motion, high resolution"),
         node("video", "LoadVideo", file="input_video.mp4"),
         node("frames", "GetVideoComponents", {"video": ("video", "VIDEO")}),
         node("upscale", "SelfCascadeUpscale", {"image": ("frames", "images"), "vae": ("vae", "VAE"),
                                                "model": ("shift", "MODEL"), "positive": ("pos", "CONDITIONING"),
                                                "negative": ("neg", "CONDITIONING")},
-             seed=42, steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple", scale_by=2.0, k=0.5,
-             later_k=0.0, upscale_method="bilinear", tile="auto", tile_size=512),
+             seed=42, steps=30, cfg=6.0, sampler_name="uni_pc", scheduler="simple", scale_by=2.0,
+             k=flow_upscale_k("shift 8"), later_k=0.0, upscale_method="bilinear", tile="auto", tile_size=512),
         node("assemble", "CreateVideo", {"images": ("upscale", "IMAGE"), "fps": ("frames", "fps"),
                                          "audio": ("frames", "audio")}),
         node("save", "SaveVideo", {"video": ("assemble", "VIDEO")}, filename_prefix="selfcascade/upscaled_video",
@@ -288,6 +314,21 @@ WORKFLOWS: dict[str, list[dict]] = {
                 sampler_name="euler", scheduler="normal"),
         node("decode", "VAEDecode", {"samples": ("cascade", "LATENT"), "vae": ("demo", "VAE")}),
         node("save", "SaveImage", {"images": ("decode", "IMAGE")}, filename_prefix="selfcascade/demo"),
+    ],
+    "self_cascade_demo_flow": [
+        note("Self-Cascade on the pack's flow demo model: a tiny Flux-style transformer, no download.\n\n"
+             "Built from ComfyUI's own Flux classes (4x4-pixel patches, RoPE, flow matching at shift 3, as\n"
+             "SD3 and Flux load), trained here at 32x32 on one to three coloured discs; its prompt is the\n"
+             "disc count. The sampler climbs 32 -> 64 -> 128 in two stages of 2x. On a shifted flow model\n"
+             f"the paper's K 0.7 re-noises the pivot much harder than on SD: k = {flow_demo_sampler()['k']:g} is what\n"
+             "the pack measured there (the README's flow recipes). `--demo-model flow` runs this workflow."),
+        node("demo", "SelfCascadeDemoModel", count=2, architecture="flow"),
+        node("base", "SelfCascadeBaseLatent", {"model": ("demo", "MODEL")}, target_width=128, target_height=128,
+             batch_size=1, length=1),
+        sampler(model="demo", positive=("demo", "positive"), negative=("demo", "negative"), seed=1,
+                **flow_demo_sampler()),
+        node("decode", "VAEDecode", {"samples": ("cascade", "LATENT"), "vae": ("demo", "VAE")}),
+        node("save", "SaveImage", {"images": ("decode", "IMAGE")}, filename_prefix="selfcascade/demo_flow"),
     ],
 }
 

@@ -50,7 +50,8 @@ CASCADES = ("SelfCascadeKSampler", "SelfCascadeUpscale")  # nodes whose target, 
 MIN_TARGET_SIDE = 64  # the Self-Cascade Base Latent's smallest target side
 MAX_TARGET_SIDE = 16384  # ComfyUI's MAX_RESOLUTION, the nodes' largest side
 MODEL_LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "UNETLoader": "unet_name", "SelfCascadeDemoModel": None}
-DEMO_ARCHITECTURES = ("unet", "flow")  # the Self-Cascade Demo Model's architecture input
+# the Self-Cascade Demo Model's architecture input -> the shipped workflow that runs it at its own settings
+DEMO_WORKFLOWS = {"unet": DEMO, "flow": "self_cascade_demo_flow"}
 SIZE_IN_NAME = re.compile(r"_\d+(?:x\d+)?$")  # "selfcascade/sd15_2048", "selfcascade/wan_1664x960"
 
 
@@ -84,15 +85,17 @@ def arguments(argv: Optional[list[str]]) -> argparse.Namespace:
                         help=f"final size in pixels, {MIN_TARGET_SIDE} to {MAX_TARGET_SIDE} per side and larger than "
                              "the model's native size, e.g. 2048x2048")
     parser.add_argument("--count", type=int, help="demo model only: discs to draw, 1 to 3 (its prompt)")
-    parser.add_argument("--demo-model", choices=DEMO_ARCHITECTURES,
-                        help="demo model only: unet (SD1.x-style, eps) or flow (Flux-style transformer, velocity); "
-                             "default: the workflow's")
+    parser.add_argument("--demo-model", choices=list(DEMO_WORKFLOWS),
+                        help="demo model only: unet (SD1.x-style, eps) or flow (Flux-style transformer, velocity), "
+                             "each at its own sampler settings (the demo workflows'); default: the workflow's")
     parser.add_argument("--seed", type=int, help="noise seed (stage r uses seed + r)")
     parser.add_argument("--steps", type=int, help="steps of the base stage")
     parser.add_argument("--output", type=Path, default=OUTPUT_DIR, metavar="DIR",
                         help=f"where ComfyUI saves the results (default {OUTPUT_DIR.relative_to(REPO)}/ of this checkout)")
     args = parser.parse_args(argv)
     args.workflow = args.workflow or (CHECKPOINT_DEFAULT if args.checkpoint else DEMO)
+    if args.demo_model is not None and args.workflow in DEMO_WORKFLOWS.values():
+        args.workflow = DEMO_WORKFLOWS[args.demo_model]  # its CFG and K are measured for that model
     if args.target is not None and not all(MIN_TARGET_SIDE <= side <= MAX_TARGET_SIDE for side in args.target):
         raise UsageError(f"--target {args.target[0]}x{args.target[1]}: each side must be {MIN_TARGET_SIDE} to "
                          f"{MAX_TARGET_SIDE} px (the Self-Cascade nodes' range), e.g. 2048x2048")

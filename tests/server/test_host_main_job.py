@@ -135,10 +135,14 @@ def test_default_run_prints_the_stage_report_and_the_image(tmp_path: Path):
     assert image.parent.parent == tmp_path and Image.open(image).size == (128, 128)
 
 
-def test_demo_model_option_sets_the_demo_nodes_architecture():
-    prompt = load_api_prompt(API_WORKFLOWS / "self_cascade_demo.json")
-    main_job.apply_options(prompt, main_job.arguments(["--demo-model", "flow"]))
-    assert [node["inputs"]["architecture"] for _, node in nodes_of(prompt, ("SelfCascadeDemoModel",))] == ["flow"]
+def test_demo_model_option_runs_that_models_demo_workflow_at_its_own_settings():
+    for architecture in ("flow", "unet"):
+        args = main_job.arguments(["--demo-model", architecture])
+        assert args.workflow == main_job.DEMO_WORKFLOWS[architecture]
+        prompt = load_api_prompt(API_WORKFLOWS / f"{args.workflow}.json")
+        main_job.apply_options(prompt, args)
+        assert [node["inputs"]["architecture"] for _, node in nodes_of(prompt, ("SelfCascadeDemoModel",))] == \
+            [architecture]
 
 
 @pytest.mark.slow
