@@ -35,6 +35,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from . import dit_cost_report
+from .evidence import flow_report
 from .evidence import report as evidence
 
 REPO = Path(__file__).resolve().parent.parent
@@ -408,8 +410,6 @@ NOT_MEASURED: dict[str, str] = {
     "| 0.7 | 30–50 |": "the recipe's setting",
     "(50 DDIM steps, K 0.7)": "the paper's setting",
     "`end_percent` 0.9": "the setting that reproduces the released code",
-    "| 0.5–0.7 | 20–30 |": "the recipe's setting range",
-    "K 0.7 starts at σ ≈ 0.88": "arithmetic: shift t / (1 + (shift - 1) t) at t = 0.7, shift 3",
     "so K = 0.7 keeps": "the paper's setting",
     "**89,136 trainable parameters": "a count the code fixes, pinned by tests/unit/test_adapter_modules.py",
     '"0.002M"': "the paper's claim, quoted",
@@ -420,6 +420,13 @@ NOT_MEASURED: dict[str, str] = {
     "| 0.4–0.5 |": "an upscale recipe's starting value, inside the K the upscale-k block measures as keeping the count",
     "Flux Guidance 3.5": "the Flux recipe's setting (the host's Flux Guidance default)",
 }
+
+
+block("readme-flow")(flow_report.readme_flow)
+block("flow-evidence")(flow_report.flow_evidence)
+block("dit-adapter-cost")(dit_cost_report.dit_adapter_cost)
+block("dit-adapter-evidence")(flow_report.dit_adapter_evidence)
+block("readme-dit-adapter")(flow_report.readme_dit_adapter)
 
 
 def _masked(text: str) -> str:

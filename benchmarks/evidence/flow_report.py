@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from .. import dit_cost_report
+
 RESULTS = Path(__file__).resolve().parent / "flow_results.json"
 PAPER_K = 0.7
 SHIFT_MODELS = {"shift 1": "Flux Schnell, flow models at shift 1", "shift 3": "SD3 / Flux (shift 3 to 3.16)",
@@ -135,6 +137,12 @@ def row_of_any(run: dict, method: str) -> dict:
     return row(run["k_studies"][f"shift {run['study']['headline_shift']:g}"]["k-study-16x"], method)
 
 
+def upscale_at(run: dict, shift: str) -> str:
+    """Self-Cascade Upscale's count kept at ``shift`` per k and axis, with intervals."""
+    rows = [entry for entry in run["upscale"][shift]["rows"] if entry["method"] == "upscale"]
+    return ", ".join(f"k {entry['k']:g} on `{entry['k_axis']}` {interval(entry['count_kept'])}" for entry in rows)
+
+
 def readme_flow() -> str:
     """The README's flow recipes: one row per shift, then the reading."""
     run = load()
@@ -155,7 +163,11 @@ def readme_flow() -> str:
               f"{flow_native:.2f} (the UNet demo model's {unet_native:.2f} on the same seeds), which caps every row. "
               + decision_text(run) + " "
               + axes_margin(run) + ". " + percent_k_cost(run)
-              + (" Where this disagrees with the paper's K: " + "; ".join(said) + "." if said else "")]
+              + (" Where this disagrees with the paper's K: " + "; ".join(said) + "." if said else ""),
+              "", f"Self-Cascade Upscale of real renders (32 -> 64 px, N = {run['study']['upscale_n']}), the share "
+              f"that keeps the input's disc count at the largest shift measured ({list(run['upscale'])[-1]}): "
+              + upscale_at(run, list(run["upscale"])[-1]) + " (the Wan upscale workflow shipped k 0.5 read on "
+              "`percent` before this study)."]
     return "\n".join(lines) + "\n"
 
 
@@ -199,26 +211,34 @@ def load(path: Path = RESULTS) -> dict:
 DIT_RESULTS = Path(__file__).resolve().parent / "dit_adapter_results.json"
 
 
-def _tuned_pair(table: dict) -> tuple[dict, dict, Optional[dict]]:
-    """(tuning-free row, tuned row, their count-fidelity comparison) of a dit-lite evidence table."""
+def _tuned_pair(table: dict) -> tuple[dict, dict]:
+    """(tuning-free row, tuned row) of a dit-lite evidence table."""
     tuning_free, tuned = [entry for entry in table["rows"] if entry["method"] != "real"]
-    comparison = next((c for c in table["comparisons"] if c["metric"] == "count_fidelity"
-                       and c["method"] == tuned["method"] and c["against"] == tuning_free["method"]), None)
-    return tuning_free, tuned, comparison
+    return tuning_free, tuned
+
+
+def _tuned_test(table: dict, metric: str) -> Optional[dict]:
+    """The paired test of the tuned row against the tuning-free one on ``metric`` (Holm-corrected)."""
+    tuning_free, tuned = _tuned_pair(table)
+    return next((c for c in table["comparisons"] if c["metric"] == metric and c["method"] == tuned["method"]
+                 and c["against"] == tuning_free["method"]), None)
 
 
 def dit_verdict(run: dict) -> str:
-    """Whether dit-lite helped, per scale, in words the paired tests allow."""
+    """Whether dit-lite helped, per scale, on composition and on detail, in words the paired tests allow."""
     parts = []
     for table in run["tables"]:
-        tuning_free, tuned, comparison = _tuned_pair(table)
-        difference = tuned["count_fidelity"]["value"] - tuning_free["count_fidelity"]["value"]
-        if comparison and comparison["significant"]:
-            said = "raised count fidelity" if difference > 0 else "lowered count fidelity"
-        else:
-            said = "did not change count fidelity significantly"
-        parts.append(f"at {table['scale'] ** 2}x area dit-lite {said} "
-                     f"({tuning_free['count_fidelity']['value']:.2f} -> {tuned['count_fidelity']['value']:.2f}) at "
+        tuning_free, tuned = _tuned_pair(table)
+        said = []
+        for metric, name, digits, better in (("count_fidelity", "count fidelity", 2, 1), ("patch_fd", "patch FD", 1, -1)):
+            test = _tuned_test(table, metric)
+            before, after = tuning_free[metric]["value"], tuned[metric]["value"]
+            values = f"({before:.{digits}f} -> {after:.{digits}f})"
+            if test and test["significant"]:
+                said.append(f"{'improved' if (after - before) * better > 0 else 'worsened'} {name} {values}")
+            else:
+                said.append(f"did not change {name} significantly {values}")
+        parts.append(f"at {table['scale'] ** 2}x area dit-lite {' and '.join(said)} at "
                      f"{tuned['relative_time'] / tuning_free['relative_time']:.2f}x the tuning-free cascade's CPU time")
     return "; ".join(parts)
 
@@ -231,10 +251,11 @@ def dit_adapter_evidence() -> str:
              "for patch FD); McNemar's exact test, tuned against tuning-free. Time: CPU seconds per image relative "
              "to direct sampling at the target. `python benchmarks/evidence/dit_adapter_evaluate.py` "
              "([tables](benchmarks/evidence/dit_adapter_results.md)).", "",
-             "| Area | Row | Count fidelity ↑ | Duplication ↓ | Patch FD ↓ | Time | p (tuned vs tuning-free) |",
+             "| Area | Row | Count fidelity ↑ | Duplication ↓ | Patch FD ↓ | Time | p, count (tuned vs tuning-free) |",
              "|---|---|---|---|---|---:|---:|"]
     for table in run["tables"]:
-        tuning_free, tuned, comparison = _tuned_pair(table)
+        tuning_free, tuned = _tuned_pair(table)
+        comparison = _tuned_test(table, "count_fidelity")
         for entry in (tuning_free, tuned):
             p = f"{comparison['p_holm']:.3f}" if comparison and entry is tuned else ""
             lines.append(f"| {table['scale'] ** 2}x | {entry['label']} | {interval(entry['count_fidelity'])} | "
@@ -249,9 +270,11 @@ def dit_adapter_evidence() -> str:
 
 
 def readme_dit_adapter() -> str:
-    run = load(DIT_RESULTS)
+    """The README's dit-lite sentence: what it did on the flow demo model, and what it costs at Flux.1's widths."""
+    run, cost = load(DIT_RESULTS), dit_cost_report.load()["flux1_dev"]
     return (f"Measured on the flow demo model (a Flux-style DiT, N = {run['tables'][0]['n']} per row): "
-            + dit_verdict(run) + ". Rows and the adapters' training: "
+            + dit_verdict(run) + f". At Flux.1-dev's widths a tuned {cost['sizes'][0]}² → {cost['sizes'][1]}² stage "
+            f"counts {cost['ratio']:.3f}x a tuning-free stage's operations. Rows, the adapters' training and the cost: "
             "[docs/adapters.md](docs/adapters.md#what-dit-lite-does-on-the-flow-demo-model).\n")
 
 
