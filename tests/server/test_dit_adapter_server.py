@@ -94,12 +94,18 @@ def test_a_trained_dit_adapter_changes_the_ksampler_s_output(comfy, adapters):
     assert torch.isfinite(tuned).all() and not torch.equal(tuned, comfy.run(plain_graph).latent(plain_save.id))
 
 
-def flux_upscale(prefix: str, adapter: str | None = None) -> tuple[Graph, str, str]:
+def dit_upscale(model: str, prefix: str, adapter: str | None = None) -> tuple[Graph, str, str]:
+    """Self-Cascade Upscale (2x per side) of a 64x64 image on the tiny Flux, or a 32x32 one on the flow demo model."""
     g = Graph()
-    inputs = dict(model=g.node("TinyModelLoader", family="flux", seed=0),
-                  positive=g.node("TinyConditioning", family="flux", seed=0),
-                  negative=g.node("TinyConditioning", family="flux", seed=1), vae=g.node("TinyFluxVAE", seed=0),
-                  image=g.node("TinyImage", width=64, height=64, frames=1, channels=3, seed=3))
+    if model == FLOW_DEMO:
+        demo = g.node("SelfCascadeDemoModel", count=2, architecture="flow")
+        inputs = dict(model=demo, positive=demo.out(1), negative=demo.out(2), vae=demo.out(3),
+                      image=g.node("TinyImage", width=32, height=32, frames=1, channels=3, seed=3))
+    else:
+        inputs = dict(model=g.node("TinyModelLoader", family="flux", seed=0),
+                      positive=g.node("TinyConditioning", family="flux", seed=0),
+                      negative=g.node("TinyConditioning", family="flux", seed=1), vae=g.node("TinyFluxVAE", seed=0),
+                      image=g.node("TinyImage", width=64, height=64, frames=1, channels=3, seed=3))
     extra = {}
     if adapter:
         extra = dict(upsampler_adapter=g.node("SelfCascadeLoadUpsamplerAdapter", adapter_name=adapter),
@@ -107,17 +113,22 @@ def flux_upscale(prefix: str, adapter: str | None = None) -> tuple[Graph, str, s
     return (g, *saved(g, upscale_node(g, inputs, scale_by=2.0, **extra), prefix))
 
 
-def test_an_untrained_dit_adapter_leaves_the_upscale_bit_identical(comfy, adapters):
-    plain_graph, plain_latent, plain_images = flux_upscale("dit_upscale_plain")
+@pytest.mark.parametrize("model, role, shape", [("flux", "dit_flux", (1, 16, 16, 16)),
+                                                 (FLOW_DEMO, "dit_flow_demo", (1, 3, 64, 64))])
+def test_an_untrained_dit_adapter_leaves_the_upscale_bit_identical(comfy, adapters, model, role, shape):
+    plain_graph, plain_latent, plain_images = dit_upscale(model, f"dit_upscale_plain_{model}")
     plain = comfy.run(plain_graph)
-    graph, latent, images = flux_upscale("dit_upscale_untrained", adapters["dit_flux"])
+    graph, latent, images = dit_upscale(model, f"dit_upscale_untrained_{model}", adapters[role])
     result = comfy.run(graph)
-    assert result.latent(latent).shape == (1, 16, 16, 16)
+    assert result.latent(latent).shape == shape
     assert torch.equal(result.latent(latent), plain.latent(plain_latent))
     assert np.array_equal(pixels(result, images), pixels(plain, plain_images))
 
-    tuned_graph, tuned_latent, _ = flux_upscale("dit_upscale_trained", adapters["dit_flux_trained"])
-    assert not torch.equal(comfy.run(tuned_graph).latent(tuned_latent), plain.latent(plain_latent))
+
+def test_a_trained_dit_adapter_changes_the_upscale(comfy, adapters):
+    plain_graph, plain_latent, _ = dit_upscale("flux", "dit_upscale_plain_again")
+    tuned_graph, tuned_latent, _ = dit_upscale("flux", "dit_upscale_trained", adapters["dit_flux_trained"])
+    assert not torch.equal(comfy.run(tuned_graph).latent(tuned_latent), comfy.run(plain_graph).latent(plain_latent))
 
 
 @pytest.mark.parametrize("model, role, fragments", [
