@@ -26,6 +26,7 @@ from selfcascade.nodes.upscale_nodes import SelfCascadeUpscale
 from selfcascade.sampling.cascade import CascadeRun, CascadeSettings
 from selfcascade.sampling.families import detect_family
 from selfcascade.sampling.plan import plan_stages
+from test_adapter_injection import count_calls, trained
 from tiny_pack.models import build_conditioning, build_flux_vae, build_model
 
 SETTINGS = CascadeSettings(seed=5, steps=4, cfg=3.0, sampler_name="euler", scheduler="simple")
@@ -50,21 +51,6 @@ MODELS = {
     "flow-demo": (flow_demo, 3, 32, 1, lambda seed: flow_demo_model.conditioning(
         torch.randn((1, 4, flow_demo_model.demo_model.CONTEXT_DIM), generator=torch.Generator().manual_seed(seed)))),
 }
-
-
-def trained(adapter: UpsamplerAdapter, scale: float = 0.5, seed: int = 0) -> UpsamplerAdapter:
-    """The adapter with every weight redrawn: what training would leave (the output scale no longer zero)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in adapter.module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
-    return adapter
-
-
-def count_calls(adapter: UpsamplerAdapter) -> list:
-    calls = []
-    adapter.module.register_forward_hook(lambda module, args, output: calls.append([o.dtype for o in output]))
-    return calls
 
 
 def cascade(name: str, model, stage_patch=None, stages: int = 1, pivots=None) -> torch.Tensor:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import ComfyServer, Graph
+from cascade_graphs import cascade_node
+from harness import ComfyServer, Graph, Node
 from tiny_pack.images import write_noise_images
 
 
@@ -59,20 +60,25 @@ def test_trained_adapter_is_saved_listed_and_loadable(comfy, adapter_folder, ima
     info = comfy.get("/object_info/SelfCascadeLoadUpsamplerAdapter").json()["SelfCascadeLoadUpsamplerAdapter"]
     assert "tiny-trained.safetensors" in combo_options(info["input"]["required"]["adapter_name"])
 
-    use = Graph()
-    loader = use.node("SelfCascadeLoadUpsamplerAdapter", adapter_name="tiny-trained.safetensors")
-    sampler = use.node("SelfCascadeKSampler", model=use.node("TinyModelLoader", family="sd15", seed=0), seed=0, steps=4,
-                       cfg=3.0, sampler_name="euler", scheduler="normal",
-                       positive=use.node("TinyConditioning", family="sd15", seed=0),
-                       negative=use.node("TinyConditioning", family="sd15", seed=1),
-                       latent_image=use.node("EmptyLatentImage", width=32, height=32, batch_size=1), scale_by=2.0,
-                       target_width=0, target_height=0, k=0.7, later_k=0.0, upscale_method="bilinear", stage_steps=0,
-                       denoise=1.0, upsampler_adapter=loader)
-    save = use.node("SaveLatent", samples=sampler, filename_prefix="trained-adapter")
+    use, loader, save = tuned_cascade("sd15", "EmptyLatentImage", 32, "normal", "tiny-trained", "trained-adapter")
     result = comfy.run(use)
     assert result.latent(save.id).shape == (1, 4, 8, 8)
     summary = result.text(loader.id)
     assert "lite upsampler adapter for sd15" in summary and "steps: 3" in summary and "resolution: 64x64" in summary
+
+
+def tuned_cascade(family: str, latent: str, size: int, scheduler: str, adapter: str,
+                  prefix: str) -> tuple[Graph, Node, Node]:
+    """A 2x Self-Cascade KSampler on the tiny ``family`` model with the trained adapter ``adapter`` loaded, its latent
+    saved; returns (graph, Load Upsampler Adapter, SaveLatent)."""
+    use = Graph()
+    loader = use.node("SelfCascadeLoadUpsamplerAdapter", adapter_name=f"{adapter}.safetensors")
+    sampler = cascade_node(use, use.node("TinyModelLoader", family=family, seed=0),
+                           use.node("TinyConditioning", family=family, seed=0),
+                           use.node("TinyConditioning", family=family, seed=1),
+                           use.node(latent, width=size, height=size, batch_size=1), seed=0, steps=4, cfg=3.0,
+                           scheduler=scheduler, k=0.7, upsampler_adapter=loader)
+    return use, loader, use.node("SaveLatent", samples=sampler, filename_prefix=prefix)
 
 
 def test_an_existing_name_is_refused_and_kept(comfy, adapter_folder, images):
@@ -114,16 +120,7 @@ def test_a_flux_model_trains_a_dit_lite_adapter_the_cascade_then_takes(comfy, ad
     assert "saved tiny-flux-dit.safetensors: 2 steps on 2 images" in report
     assert "dit-lite upsampler adapter for flux" in report
 
-    use = Graph()
-    loader = use.node("SelfCascadeLoadUpsamplerAdapter", adapter_name="tiny-flux-dit.safetensors")
-    sampler = use.node("SelfCascadeKSampler", model=use.node("TinyModelLoader", family="flux", seed=0), seed=0, steps=4,
-                       cfg=3.0, sampler_name="euler", scheduler="simple",
-                       positive=use.node("TinyConditioning", family="flux", seed=0),
-                       negative=use.node("TinyConditioning", family="flux", seed=1),
-                       latent_image=use.node("EmptySD3LatentImage", width=64, height=64, batch_size=1), scale_by=2.0,
-                       target_width=0, target_height=0, k=0.7, later_k=0.0, upscale_method="bilinear", stage_steps=0,
-                       denoise=1.0, upsampler_adapter=loader)
-    save = use.node("SaveLatent", samples=sampler, filename_prefix="trained-dit-adapter")
+    use, loader, save = tuned_cascade("flux", "EmptySD3LatentImage", 64, "simple", "tiny-flux-dit", "trained-dit-adapter")
     result = comfy.run(use)
     assert result.latent(save.id).shape == (1, 16, 16, 16)
     assert "dit-lite upsampler adapter for flux" in result.text(loader.id) and "steps: 2" in result.text(loader.id)
