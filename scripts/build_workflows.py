@@ -10,6 +10,7 @@ hand-counted. Needs ``scripts/provision_browser.sh``. The browser tests load and
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import tempfile
@@ -24,16 +25,21 @@ API_OUT = OUT / "api"  # API-format exports (what the Run button sends), not lis
 FLOW_RESULTS = REPO / "benchmarks" / "evidence" / "flow_results.json"  # K measured per shift on the flow demo model
 
 
+@functools.cache
+def flow_results() -> dict:
+    return json.loads(FLOW_RESULTS.read_text())
+
+
 def flow_k(shift: str) -> dict[str, float]:
     """The Self-Cascade KSampler's k and later_k measured at ``shift`` ("shift 3") on the flow demo model."""
-    recipe = json.loads(FLOW_RESULTS.read_text())["decision"]["per_shift"][shift]
+    recipe = flow_results()["decision"]["per_shift"][shift]
     return {"k": recipe["k"], "later_k": recipe["later_k"]}
 
 
 def flow_demo_sampler() -> dict:
     """The flow demo model's sampler settings as the flow study ran them at its loaded shift: its CFG (chosen on a
     held-out seed), steps and sampler, and the K measured best at 16x area."""
-    results = json.loads(FLOW_RESULTS.read_text())
+    results = flow_results()
     settings = results["settings"]
     return {"steps": settings["steps"], "cfg": results["cfg_choice"]["chosen"], "sampler_name": settings["sampler"],
             "scheduler": settings["scheduler"], **flow_k(f"shift {results['study']['headline_shift']:g}")}
@@ -41,7 +47,7 @@ def flow_demo_sampler() -> dict:
 
 def flow_upscale_k(shift: str) -> float:
     """Self-Cascade Upscale's k measured at ``shift`` on the flow demo model."""
-    return json.loads(FLOW_RESULTS.read_text())["upscale_recipes"][shift]["k"]
+    return flow_results()["upscale_recipes"][shift]["k"]
 
 
 NEGATIVE = "blurry, lowres, jpeg artifacts, watermark, text, deformed"

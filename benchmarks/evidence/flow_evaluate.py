@@ -190,6 +190,7 @@ class FlowEvaluation:
         self.unet = evaluate.Evaluation(dataclasses.replace(settings, demo="unet", cfg=EvalSettings().cfg, shift=0.0),
                                         executor, work, log)
         self.unet.specs = {"native": self.headline.specs["native"]}
+        self.k_studies: Optional[dict[str, dict[str, dict]]] = None  # per shift, the K-study tables, once all ran
         self.decision: Optional[dict] = None
         self.recipes: dict[int, dict] = {}
 
@@ -215,8 +216,8 @@ class FlowEvaluation:
                 evaluation._receive(evaluation.pending.pop(future), future.result())
             self._submit_recipes()
 
-    def studies(self) -> dict[str, dict[str, dict]]:
-        """Per shift, the K-study tables."""
+    def _k_study_tables(self) -> dict[str, dict[str, dict]]:
+        """Per shift, the K-study tables (their bootstrap takes minutes: built once, when the last row is in)."""
         out = {}
         for shift, evaluation in self.by_shift.items():
             out[shift_name(shift)] = {}
@@ -235,7 +236,8 @@ class FlowEvaluation:
         rows = [row for e in self.by_shift.values() for (name, _), row in e.rows.items() if name.startswith("k-study")]
         if not all(row.done for row in rows):
             return
-        self.decision = decide(self.studies(), self.settings, self.study)
+        self.k_studies = self._k_study_tables()
+        self.decision = decide(self.k_studies, self.settings, self.study)
         self.log(f"K axis on flow models: {self.decision['axis']}; per shift {self.decision['per_shift']}")
         chosen = self.decision["per_shift"][shift_name(self.study.headline_shift)]
         for scale in self.settings.scales:
@@ -309,7 +311,7 @@ def run(settings: EvalSettings, study: FlowStudy, log=print) -> tuple[dict, dict
     try:
         evaluation = FlowEvaluation(settings, study, executor, work, log)
         evaluation.run()
-        studies, headline, sheet = evaluation.studies(), evaluation.headline_tables(), evaluation.sample_sheet()
+        studies, headline, sheet = evaluation.k_studies, evaluation.headline_tables(), evaluation.sample_sheet()
     finally:
         executor.shutdown()
         shutil.rmtree(work, ignore_errors=True)
