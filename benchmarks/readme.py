@@ -256,10 +256,6 @@ KEEPS = 0.95  # a K "keeps the composition" when at least this share of outputs 
 COLOUR_CAST_LEVELS = 2.0  # a mean channel shift above this (of 255) would be drift worth a colour-match option
 
 
-def _interval(estimate: dict, digits: int) -> str:
-    return f"{estimate['value']:.{digits}f} [{estimate['low']:.{digits}f}, {estimate['high']:.{digits}f}]"
-
-
 def _upscale_rows() -> tuple[dict, dict]:
     run = load(UPSCALE_RESULTS)
     return run, {(row["scale"], row["method"], row["k"]): row for row in run["rows"]}
@@ -280,9 +276,9 @@ def upscale_evidence() -> str:
     for scale in (2, 4):
         for method, row_k in (("bicubic", None), ("hires fix", None), ("upscale", k), ("upscale + adapter", k)):
             row = rows[(scale, method, row_k)]
-            lines.append(f"| {scale * scale}x | {row['label']} | {_interval(row['count_kept'], 3)} "
-                         f"| {_interval(row['centre_shift_px'], 2)} | {_interval(row['patch_fd'], 1)} "
-                         f"| {_interval(row['hf_ratio'], 3)} | {row['seconds_per_image']:.2f} |")
+            lines.append(f"| {scale * scale}x | {row['label']} | {evidence.interval(row['count_kept'], 3)} "
+                         f"| {evidence.interval(row['centre_shift_px'], 2)} | {evidence.interval(row['patch_fd'], 1)} "
+                         f"| {evidence.interval(row['hf_ratio'], 3)} | {row['seconds_per_image']:.2f} |")
     lines += ["", upscale_headline(run, rows)]
     return "\n".join(lines) + "\n"
 
@@ -320,7 +316,7 @@ def upscale_k() -> str:
         cells = []
         for scale in (2, 4):
             row = rows.get((scale, "upscale", k))
-            cells += [_interval(row[name], 3 if name != "centre_shift_px" else 2) if row else "–"
+            cells += [evidence.interval(row[name], 3 if name != "centre_shift_px" else 2) if row else "–"
                       for name in ("count_kept", "extra_objects", "centre_shift_px")]
         lines.append(f"| {k:.1f} | {' | '.join(cells)} |")
         kept = {scale: rows[(scale, "upscale", k)]["count_kept"]["value"] for scale in (2, 4) if (scale, "upscale", k) in rows}

@@ -10,19 +10,12 @@ from pathlib import Path
 from typing import Optional
 
 from .. import dit_cost_report
+from .report import interval, row
 
 RESULTS = Path(__file__).resolve().parent / "flow_results.json"
 PAPER_K = 0.7
 SHIFT_MODELS = {"shift 1": "Flux Schnell, flow models at shift 1", "shift 3": "SD3 / Flux (shift 3 to 3.16)",
                 "shift 8": "Wan 2.1 (ModelSamplingSD3 shift 8)"}
-
-
-def interval(estimate: dict, digits: int = 2) -> str:
-    return f"{estimate['value']:.{digits}f} [{estimate['low']:.{digits}f}, {estimate['high']:.{digits}f}]"
-
-
-def row(table: dict, method: str) -> dict:
-    return next(entry for entry in table["rows"] if entry["method"] == method)
 
 
 def setting(method: str) -> str:

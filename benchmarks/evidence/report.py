@@ -30,7 +30,7 @@ def row(table: dict, method: str) -> dict:
     return next(r for r in table["rows"] if r["method"] == method)
 
 
-def interval(estimate: dict, digits: int) -> str:
+def interval(estimate: dict, digits: int = 2) -> str:
     return f"{estimate['value']:.{digits}f} [{estimate['low']:.{digits}f}, {estimate['high']:.{digits}f}]"
 
 
