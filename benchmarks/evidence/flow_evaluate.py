@@ -143,7 +143,7 @@ def cascade_rows(table: dict, axis: str) -> list[dict]:
 
 
 def fidelity_of(table: dict, key: str) -> float:
-    return next(row for row in table["rows"] if row["method"] == key)["count_fidelity"]["value"]
+    return report.row(table, key)["count_fidelity"]["value"]
 
 
 def decide(studies: dict[str, dict[str, dict]], settings: EvalSettings, study: FlowStudy) -> dict:
