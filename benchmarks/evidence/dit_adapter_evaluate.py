@@ -14,7 +14,6 @@ seconds per image come from the flow study's headline (same model, settings and 
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import shutil
@@ -78,13 +77,13 @@ def run(settings: EvalSettings, later_k: float, k_axis: str, direct_seconds: dic
             tuning_free = Method(CASCADE, k=settings.k, later_k=later, k_axis=k_axis)
             methods[scale] = (tuning_free, dataclasses.replace(tuning_free, adapter=True))
             evaluation.submit_row(evaluation.specs[f"main-{evaluate.area(scale)}"], tuning_free)
-        while evaluation.pending:
-            done, _ = concurrent.futures.wait(evaluation.pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                evaluation._receive(evaluation.pending.pop(future), future.result())
+
+        def submit_tuned() -> None:
             if len(evaluation.adapters) == 2 and len(evaluation.rows) == 2:  # both trained: the tuned rows, once
                 for scale, (_, tuned) in methods.items():
                     evaluation.submit_row(evaluation.specs[f"main-{evaluate.area(scale)}"], tuned)
+
+        evaluate.drain([evaluation], submit_tuned)
         tables = []
         for scale, (tuning_free, tuned) in methods.items():
             spec = dataclasses.replace(evaluation.specs[f"main-{evaluate.area(scale)}"], keys=(tuning_free.key,))

@@ -261,11 +261,7 @@ class Evaluation:
             for method in headline_methods(s):
                 if not method.adapter:
                     self.submit_row(spec, method)
-        while self.pending:
-            done, _ = concurrent.futures.wait(self.pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                self._receive(self.pending.pop(future), future.result())
-            self._submit_what_is_ready()
+        drain([self], self._submit_what_is_ready)
 
     def _receive(self, task: tuple, result) -> None:
         if task[0] == "training":
@@ -445,6 +441,18 @@ def write_results(payload: dict, sheet: dict[str, torch.Tensor], command: str, o
     (out / "results.md").write_text(report.results_markdown(payload), encoding="utf-8")
     write_sample_sheet(sheet, out / "samples.png")
     plot.k_study_plot(payload).save(out / "k_study.png")
+
+
+def drain(evaluations: Sequence["Evaluation"], after: Callable[[], None] = lambda: None) -> None:
+    """Wait for every task the ``evaluations`` submitted (they may share an executor), filing each result with
+    its evaluation as it arrives; ``after`` runs after each wake-up and may submit more tasks."""
+    while any(evaluation.pending for evaluation in evaluations):
+        waiting = {future: evaluation for evaluation in evaluations for future in evaluation.pending}
+        done, _ = concurrent.futures.wait(waiting, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in done:
+            evaluation = waiting[future]
+            evaluation._receive(evaluation.pending.pop(future), future.result())
+        after()
 
 
 def quick_arguments(description: str, argv: Optional[Sequence[str]], default_out: Path, writes: str) -> argparse.Namespace:

@@ -28,7 +28,6 @@ at 16x in the headline (both in the K study at 4x / 16x), the upscale study at 1
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import math
@@ -207,14 +206,7 @@ class FlowEvaluation:
                 self.headline.submit_row(self.headline.specs[f"main-{evaluate.area(scale)}"], method)
         for evaluation in (self.headline, self.unet):
             evaluation.submit_row(evaluation.specs["native"], Method(NATIVE))
-        everyone = [*self.by_shift.values(), self.unet]
-        while any(e.pending for e in everyone):
-            waiting = {future: e for e in everyone for future in e.pending}
-            done, _ = concurrent.futures.wait(waiting, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                evaluation = waiting[future]
-                evaluation._receive(evaluation.pending.pop(future), future.result())
-            self._submit_recipes()
+        evaluate.drain([*self.by_shift.values(), self.unet], self._submit_recipes)
 
     def _k_study_tables(self) -> dict[str, dict[str, dict]]:
         """Per shift, the K-study tables (their bootstrap takes minutes: built once, when the last row is in)."""
