@@ -14,7 +14,7 @@ where sampling spends it, and at shift 3 that is mostly the noisy end, where the
 Weights start from PyTorch's default init with adaLN-Zero (DiT): every modulation and the final
 layer start at zero, so each block starts as identity and the model starts predicting zero.
 
-    nice -n 10 python benchmarks/evidence/train_flow_model.py            # about 30 CPU minutes
+    nice -n 10 python benchmarks/evidence/train_flow_model.py            # about 68 CPU minutes
     nice -n 10 python benchmarks/evidence/train_flow_model.py --steps 40 --out /tmp/flow.safetensors
 """
 from __future__ import annotations
@@ -43,8 +43,8 @@ _ZERO_INIT_SUFFIXES = ("_mod.lin.weight", "_mod.lin.bias", "modulation.lin.weigh
 @dataclass(frozen=True)
 class FlowTrainConfig:
     seed: int = 2402  # arXiv 2402.10491
-    steps: int = 10000
-    batch: int = 32
+    steps: int = 70000
+    batch: int = 8
     lr: float = 2e-3
     warmup: int = 200
     weight_decay: float = 0.01
