@@ -218,8 +218,9 @@ WORKFLOWS: dict[str, list[dict]] = {
              "each pivot is decoded, resized in pixels and encoded again.\n"
              "Flux dev is guidance-distilled: cfg 1.0 (the negative prompt is unused) and the\n"
              "guidance lives in Flux Guidance (3.5). euler + simple, 20 steps. Flux samples at a shift of\n"
-             f"about 3: k = {flow_k('shift 3')['k']:g} is what the pack measured there on its flow demo model\n"
-             "(the README's flow recipes); the paper's 0.7 re-noises the pivot much harder on this axis."),
+             "about 3, where a k on the scheduler's percent axis re-noises the pivot much harder than on SD;\n"
+             "k_axis auto reads k as SD's signal-to-noise ratio at t = k instead, and there\n"
+             f"k = {flow_k('shift 3')['k']:g} is what the pack measured on its flow demo model (the README's flow recipes)."),
         *checkpoint("flux1-dev-fp8.safetensors"),
         node("guidance", "FluxGuidance", {"conditioning": ("pos", "CONDITIONING")}, guidance=3.5),
         node("base", "SelfCascadeBaseLatent", {"model": ("ckpt", "MODEL")}, target_width=2048, target_height=2048,
@@ -326,8 +327,9 @@ WORKFLOWS: dict[str, list[dict]] = {
              "Built from ComfyUI's own Flux classes (4x4-pixel patches, RoPE, flow matching at shift 3, as\n"
              "SD3 and Flux load), trained here at 32x32 on one to three coloured discs; its prompt is the\n"
              "disc count. The sampler climbs 32 -> 64 -> 128 in two stages of 2x. On a shifted flow model\n"
-             f"the paper's K 0.7 re-noises the pivot much harder than on SD: k = {flow_demo_sampler()['k']:g} is what\n"
-             "the pack measured there (the README's flow recipes). `--demo-model flow` runs this workflow."),
+             "k_axis auto reads k as SD's signal-to-noise ratio at t = k (the percent axis would re-noise the\n"
+             f"pivot much harder): k = {flow_demo_sampler()['k']:g} is what the pack measured there (the README's flow\n"
+             "recipes). `--demo-model flow` runs this workflow."),
         node("demo", "SelfCascadeDemoModel", count=2, architecture="flow"),
         node("base", "SelfCascadeBaseLatent", {"model": ("demo", "MODEL")}, target_width=128, target_height=128,
              batch_size=1, length=1),
