@@ -104,12 +104,12 @@ def axes_margin(run: dict) -> str:
     """How far apart the two axes' best single settings are, against the intervals a row has at this N."""
     best = run["decision"]["best_single_k"]
     margin = abs(best["snr"]["mean_count_fidelity"] - best["percent"]["mean_count_fidelity"])
-    row = row_of_any(run, best[run["decision"]["axis"]]["method"])
-    width = (row["count_fidelity"]["high"] - row["count_fidelity"]["low"]) / 2
+    chosen = row_of_any(run, best[run["decision"]["axis"]]["method"])
+    width = (chosen["count_fidelity"]["high"] - chosen["count_fidelity"]["low"]) / 2
     return (f"The two axes' best settings are {margin:.2f} apart in mean count fidelity, well inside a row's "
-            f"interval (about ±{width:.2f} at N = {row['n']})" if margin < width else
+            f"interval (about ±{width:.2f} at N = {chosen['n']})" if margin < width else
             f"The two axes' best settings are {margin:.2f} apart in mean count fidelity, beyond a row's interval "
-            f"(about ±{width:.2f} at N = {row['n']})")
+            f"(about ±{width:.2f} at N = {chosen['n']})")
 
 
 def percent_k_cost(run: dict) -> str:
