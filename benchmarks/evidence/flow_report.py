@@ -92,11 +92,12 @@ def contradictions(run: dict) -> list[str]:
 
 
 def tested(run: dict, shift: str, method: str, against: str) -> str:
-    """", significant"/", not significant" for a paired test the K study ran (Holm-corrected), else nothing."""
+    """", significant"/", not significant" for a paired test the K study ran (Holm-corrected), else ", not tested": a
+    difference with no test behind it is not read as one."""
     comparison = next((c for c in run["k_studies"][shift]["k-study-16x"]["comparisons"] if c["metric"] ==
                        "count_fidelity" and c["method"] == method and c["against"] == against), None)
     if comparison is None:
-        return ""
+        return ", not tested"
     return ", significant" if comparison["significant"] else ", not significant"
 
 
